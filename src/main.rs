@@ -1,0 +1,141 @@
+//! The `arbor` command line: clap subcommands, logging setup, and the one place where an
+//! outcome or error becomes an exit code.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use arbor::validate::{self, ErrorKind, Outcome};
+
+/// Exit code: every file holds.
+const EXIT_OK: u8 = 0;
+/// Exit code: a check failed or a file could not be loaded.
+const EXIT_FAILED: u8 = 1;
+/// Exit code: nothing failed, but at least one file was skipped (needs caveat evaluation).
+const EXIT_SKIPPED: u8 = 3;
+
+const VALIDATE_AFTER_HELP: &str = "\
+Each FILE is a SpiceDB validation file (the format `zed validate` reads): `schema:` or
+`schemaFile:`, `relationships:`, `assertions:` (assertTrue / assertFalse / assertCaveated)
+and `validation:` (expected subjects, found through a recursive expand).
+
+Exit status:
+  0  every file holds
+  1  a check failed in some file, or a file could not be loaded
+     (printed as `path:line:column: message`)
+  2  the command line is wrong
+  3  nothing failed, but some file was skipped: its assertions need caveat (CEL)
+     evaluation, which Arbor does not do yet; a skipped file never counts as passed
+
+Logging goes to stderr and is set with RUST_LOG (for example RUST_LOG=arbor=debug).";
+
+/// Arbor: a relationship-based authorization server compatible with SpiceDB.
+#[derive(Debug, Parser)]
+#[command(
+    name = "arbor",
+    version,
+    about,
+    long_about = None,
+    after_help = "Logging goes to stderr, filtered by RUST_LOG (default `warn`)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check SpiceDB-format validation files: schema, relationships, assertions and
+    /// expected subjects.
+    #[command(after_help = VALIDATE_AFTER_HELP)]
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// The validation files (YAML) to check; a `schemaFile:` in one is read relative to it.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Prints help, version or the usage error, and exits with clap's code (0 or 2).
+        Err(e) => e.exit(),
+    };
+    init_logging();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "arbor: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // `try_init` fails only if a subscriber is already set; then the existing one is kept.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Validate(args) => Ok(runtime.block_on(validate_files(&args.files))),
+    }
+}
+
+async fn validate_files(files: &[PathBuf]) -> u8 {
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr();
+    let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
+    for path in files {
+        match validate::run_file(path).await {
+            Ok(report) => {
+                // Write errors (a closed pipe) are ignored: the exit code still tells.
+                let _ = write!(stdout, "{}", report.render());
+                match report.outcome() {
+                    Outcome::Passed => passed += 1,
+                    Outcome::Failed => failed += 1,
+                    Outcome::Skipped { .. } => skipped += 1,
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                let _ = stdout.flush();
+                let _ = writeln!(stderr, "{e}");
+                if let ErrorKind::Schema { others, .. } = &e.kind {
+                    for other in others {
+                        let _ = writeln!(stderr, "{other}");
+                    }
+                }
+            }
+        }
+    }
+    if files.len() > 1 {
+        let _ = writeln!(
+            stdout,
+            "{passed} passed, {failed} failed, {skipped} skipped"
+        );
+    }
+    let _ = stdout.flush();
+    if failed > 0 {
+        EXIT_FAILED
+    } else if skipped > 0 {
+        EXIT_SKIPPED
+    } else {
+        EXIT_OK
+    }
+}

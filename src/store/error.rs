@@ -1,0 +1,28 @@
+//! Errors of the storage layer.
+
+use crate::model::Revision;
+
+/// A datastore failure or refusal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// CREATE of a relationship that exists.
+    #[error("relationship `{0}` already exists")]
+    AlreadyExists(String),
+    /// A snapshot was asked for a revision the store does not have yet.
+    #[error("revision {requested} is ahead of the newest revision {head}")]
+    RevisionAhead {
+        /// Asked for.
+        requested: Revision,
+        /// Newest committed.
+        head: Revision,
+    },
+    /// The revision is older than the garbage-collection window.
+    #[error("revision {0} is older than the garbage-collection window and can no longer be read")]
+    RevisionExpired(Revision),
+    /// A write transaction was refused by a check of its own (precondition, schema).
+    #[error("{0}")]
+    Refused(String),
+    /// The underlying storage failed.
+    #[error("storage failure: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,538 @@
+//! The in-memory datastore: multi-version relationships behind one lock, for tests and
+//! `--datastore-engine memory`. Writers are serialized; a write applies its changes at the
+//! next revision (invisible to readers until it commits) and undoes them on failure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use crate::model::{
+    ObjectRef, Relationship, RelationshipFilter, Revision, SubjectFilter, SubjectRef, Timestamp,
+};
+use crate::schema::Schema;
+
+use super::{
+    Change, ChangeSet, Datastore, DeleteOutcome, RelIter, Snapshot, StoreError, Transaction,
+};
+
+/// Identity of a tuple in the forward index: resource, relation, subject.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ForwardKey {
+    resource: ObjectRef,
+    relation: Arc<str>,
+    subject: SubjectRef,
+}
+
+/// Reverse index entry: subject first, then resource type, relation and resource.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ReverseKey {
+    subject_type: Arc<str>,
+    resource_type: Arc<str>,
+    relation: Arc<str>,
+    subject: SubjectRef,
+    resource: ObjectRef,
+}
+
+/// One version of a tuple: alive from `created` until `deleted` (exclusive).
+#[derive(Debug, Clone)]
+struct Version {
+    relationship: Relationship,
+    created: Revision,
+    deleted: Option<Revision>,
+}
+
+impl Version {
+    fn visible_at(&self, at: Revision) -> bool {
+        self.created <= at && self.deleted.is_none_or(|d| d > at)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    head: Revision,
+    /// Commit time of each revision after 0, in order (never decreasing).
+    times: Vec<(Revision, Timestamp)>,
+    forward: BTreeMap<ForwardKey, Vec<Version>>,
+    reverse: BTreeSet<ReverseKey>,
+    schemas: Vec<(Revision, Arc<Schema>)>,
+    changelog: Vec<ChangeSet>,
+}
+
+impl State {
+    fn schema_at(&self, at: Revision) -> Option<Arc<Schema>> {
+        self.schemas
+            .iter()
+            .rev()
+            .find(|(rev, _)| *rev <= at)
+            .map(|(_, s)| Arc::clone(s))
+    }
+
+    fn visible<'a>(&'a self, key: &ForwardKey, at: Revision) -> Option<&'a Relationship> {
+        self.forward
+            .get(key)?
+            .iter()
+            .rev()
+            .find(|v| v.visible_at(at))
+            .map(|v| &v.relationship)
+    }
+
+    /// Every visible relationship matching `filter`, in forward order, after the cursor.
+    fn scan(
+        &self,
+        filter: &RelationshipFilter,
+        at: Revision,
+        after: Option<&Relationship>,
+    ) -> Vec<Relationship> {
+        let after = after.map(forward_key);
+        let iter: Box<dyn Iterator<Item = (&ForwardKey, &Vec<Version>)>> =
+            match (&filter.resource_type, &filter.resource_id) {
+                (Some(t), Some(id)) => {
+                    let start = ObjectRef::new_unchecked(t, id);
+                    Box::new(
+                        self.forward
+                            .range(lower_bound(start.clone())..)
+                            .take_while(move |(k, _)| k.resource == start),
+                    )
+                }
+                (Some(t), None) => {
+                    let t = t.clone();
+                    Box::new(
+                        self.forward
+                            .range(lower_bound(ObjectRef::new_unchecked(&t, ""))..)
+                            .take_while(move |(k, _)| k.resource.object_type() == t),
+                    )
+                }
+                _ => Box::new(self.forward.iter()),
+            };
+        iter.filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
+            .filter_map(|(_, versions)| versions.iter().rev().find(|v| v.visible_at(at)))
+            .map(|v| &v.relationship)
+            .filter(|r| filter.matches(r))
+            .cloned()
+            .collect()
+    }
+}
+
+fn lower_bound(resource: ObjectRef) -> ForwardKey {
+    ForwardKey {
+        resource,
+        relation: Arc::from(""),
+        subject: SubjectRef::from_object(ObjectRef::new_unchecked("", "")),
+    }
+}
+
+fn forward_key(rel: &Relationship) -> ForwardKey {
+    ForwardKey {
+        resource: rel.resource().clone(),
+        relation: Arc::from(rel.relation()),
+        subject: rel.subject().clone(),
+    }
+}
+
+fn reverse_key(rel: &Relationship) -> ReverseKey {
+    ReverseKey {
+        subject_type: Arc::from(rel.subject().object_type()),
+        resource_type: Arc::from(rel.resource().object_type()),
+        relation: Arc::from(rel.relation()),
+        subject: rel.subject().clone(),
+        resource: rel.resource().clone(),
+    }
+}
+
+fn poisoned<T>(_: PoisonError<T>) -> StoreError {
+    StoreError::Internal("memory datastore lock poisoned by an earlier panic".to_string())
+}
+
+/// An in-memory, multi-version datastore. Nothing is garbage-collected.
+#[derive(Debug, Clone)]
+pub struct MemoryDatastore {
+    state: Arc<RwLock<State>>,
+    head_tx: Arc<tokio::sync::watch::Sender<Revision>>,
+}
+
+impl Default for MemoryDatastore {
+    fn default() -> Self {
+        MemoryDatastore {
+            state: Arc::default(),
+            head_tx: Arc::new(tokio::sync::watch::Sender::new(Revision::ZERO)),
+        }
+    }
+}
+
+impl MemoryDatastore {
+    /// An empty store at revision 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// The newest revision committed at or before the start of the current quantization window.
+pub(crate) fn quantized(
+    times: &[(Revision, Timestamp)],
+    head: Revision,
+    now: Timestamp,
+    quantization: Duration,
+) -> Revision {
+    let q = i64::try_from(quantization.as_micros()).unwrap_or(i64::MAX);
+    if q <= 0 {
+        return head;
+    }
+    let window_start = now.as_micros() - now.as_micros().rem_euclid(q);
+    let idx = times.partition_point(|(_, t)| t.as_micros() <= window_start);
+    match idx.checked_sub(1).and_then(|i| times.get(i)) {
+        Some((rev, _)) => *rev,
+        None => head,
+    }
+}
+
+impl Datastore for MemoryDatastore {
+    fn head_revision(&self) -> Result<Revision, StoreError> {
+        Ok(self.state.read().map_err(poisoned)?.head)
+    }
+
+    fn optimized_revision(&self, quantization: Duration) -> Result<Revision, StoreError> {
+        let state = self.state.read().map_err(poisoned)?;
+        Ok(quantized(
+            &state.times,
+            state.head,
+            Timestamp::now(),
+            quantization,
+        ))
+    }
+
+    fn check_revision(&self, revision: Revision) -> Result<(), StoreError> {
+        let head = self.state.read().map_err(poisoned)?.head;
+        if revision > head {
+            return Err(StoreError::RevisionAhead {
+                requested: revision,
+                head,
+            });
+        }
+        Ok(())
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<Revision> {
+        self.head_tx.subscribe()
+    }
+
+    fn snapshot(&self, revision: Revision) -> Result<Arc<dyn Snapshot>, StoreError> {
+        let state = self.state.read().map_err(poisoned)?;
+        if revision > state.head {
+            return Err(StoreError::RevisionAhead {
+                requested: revision,
+                head: state.head,
+            });
+        }
+        let schema = state.schema_at(revision);
+        Ok(Arc::new(MemorySnapshot {
+            state: Arc::clone(&self.state),
+            revision,
+            schema,
+        }))
+    }
+
+    fn write(
+        &self,
+        body: &mut dyn FnMut(&mut dyn Transaction) -> Result<(), StoreError>,
+    ) -> Result<Revision, StoreError> {
+        let mut state = self.state.write().map_err(poisoned)?;
+        let revision = state
+            .head
+            .next()
+            .ok_or_else(|| StoreError::Internal("revision counter exhausted".to_string()))?;
+        let mut txn = MemoryTransaction {
+            state: &mut state,
+            revision,
+            undo: Vec::new(),
+            changes: Vec::new(),
+            schema_changed: false,
+        };
+        match body(&mut txn) {
+            Ok(()) => {
+                let changes = std::mem::take(&mut txn.changes);
+                let schema_changed = txn.schema_changed;
+                drop(txn);
+                let last = state
+                    .times
+                    .last()
+                    .map_or(Timestamp::from_micros(0), |(_, t)| *t);
+                let timestamp = Timestamp::now().max(last);
+                state.times.push((revision, timestamp));
+                state.changelog.push(ChangeSet {
+                    revision,
+                    timestamp,
+                    changes,
+                    schema_changed,
+                });
+                state.head = revision;
+                drop(state);
+                self.head_tx.send_replace(revision);
+                Ok(revision)
+            }
+            Err(e) => {
+                txn.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError> {
+        let state = self.state.read().map_err(poisoned)?;
+        let start = state.changelog.partition_point(|c| c.revision <= after);
+        Ok(state
+            .changelog
+            .get(start..)
+            .unwrap_or(&[])
+            .iter()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+/// A read view at one revision.
+struct MemorySnapshot {
+    state: Arc<RwLock<State>>,
+    revision: Revision,
+    schema: Option<Arc<Schema>>,
+}
+
+impl MemorySnapshot {
+    fn collect(&self, f: impl FnOnce(&State) -> Vec<Relationship>) -> RelIter<'_> {
+        match self.state.read() {
+            Ok(state) => Box::new(f(&state).into_iter().map(Ok)),
+            Err(e) => Box::new(std::iter::once(Err(poisoned(e)))),
+        }
+    }
+}
+
+impl Snapshot for MemorySnapshot {
+    fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    fn schema(&self) -> Option<Arc<Schema>> {
+        self.schema.clone()
+    }
+
+    fn read_resource(&self, resource: &ObjectRef, relation: &str) -> RelIter<'_> {
+        let at = self.revision;
+        let start = ForwardKey {
+            resource: resource.clone(),
+            relation: Arc::from(relation),
+            subject: SubjectRef::from_object(ObjectRef::new_unchecked("", "")),
+        };
+        self.collect(|state| {
+            state
+                .forward
+                .range(start.clone()..)
+                .take_while(|(k, _)| k.resource == start.resource && k.relation == start.relation)
+                .filter_map(|(_, versions)| versions.iter().rev().find(|v| v.visible_at(at)))
+                .map(|v| v.relationship.clone())
+                .collect()
+        })
+    }
+
+    fn read_by_subject(
+        &self,
+        resource_type: &str,
+        relation: &str,
+        subject: &SubjectFilter,
+    ) -> RelIter<'_> {
+        let at = self.revision;
+        let start = ReverseKey {
+            subject_type: Arc::from(subject.subject_type.as_str()),
+            resource_type: Arc::from(resource_type),
+            relation: Arc::from(relation),
+            subject: SubjectRef::from_object(ObjectRef::new_unchecked("", "")),
+            resource: ObjectRef::new_unchecked("", ""),
+        };
+        self.collect(|state| {
+            let mut out: Vec<Relationship> = state
+                .reverse
+                .range(start.clone()..)
+                .take_while(|k| {
+                    k.subject_type == start.subject_type
+                        && k.resource_type == start.resource_type
+                        && k.relation == start.relation
+                })
+                .filter(|k| subject.matches(&k.subject))
+                .filter_map(|k| {
+                    let fk = ForwardKey {
+                        resource: k.resource.clone(),
+                        relation: Arc::clone(&k.relation),
+                        subject: k.subject.clone(),
+                    };
+                    state.visible(&fk, at).cloned()
+                })
+                .collect();
+            out.sort_by(|a, b| (a.resource(), a.subject()).cmp(&(b.resource(), b.subject())));
+            out
+        })
+    }
+
+    fn read(&self, filter: &RelationshipFilter, after: Option<&Relationship>) -> RelIter<'_> {
+        let at = self.revision;
+        self.collect(|state| state.scan(filter, at, after))
+    }
+}
+
+/// What to undo if the transaction fails.
+enum Undo {
+    /// A version was pushed onto this key.
+    Pushed(ForwardKey),
+    /// The live version of this key (at this index) was marked deleted.
+    MarkedDeleted(ForwardKey, usize),
+    /// A schema was pushed.
+    Schema,
+}
+
+struct MemoryTransaction<'a> {
+    state: &'a mut State,
+    revision: Revision,
+    undo: Vec<Undo>,
+    changes: Vec<Change>,
+    schema_changed: bool,
+}
+
+impl MemoryTransaction<'_> {
+    fn rollback(mut self) {
+        while let Some(u) = self.undo.pop() {
+            match u {
+                Undo::Pushed(key) => {
+                    if let Some(versions) = self.state.forward.get_mut(&key) {
+                        versions.pop();
+                        if versions.is_empty() {
+                            self.state.forward.remove(&key);
+                        }
+                    }
+                }
+                Undo::MarkedDeleted(key, index) => {
+                    if let Some(v) = self
+                        .state
+                        .forward
+                        .get_mut(&key)
+                        .and_then(|versions| versions.get_mut(index))
+                    {
+                        v.deleted = None;
+                    }
+                }
+                Undo::Schema => {
+                    self.state.schemas.pop();
+                }
+            }
+        }
+        // Reverse-index entries left behind are harmless: reads check the forward index.
+    }
+
+    /// Marks the live version of `key` deleted at this revision; returns it if there was one.
+    fn kill(&mut self, key: &ForwardKey) -> Option<Relationship> {
+        let at = self.revision;
+        let versions = self.state.forward.get_mut(key)?;
+        let (index, v) = versions
+            .iter_mut()
+            .enumerate()
+            .rev()
+            .find(|(_, v)| v.visible_at(at))?;
+        if v.created == at {
+            // Written earlier in this same transaction: remove the version outright.
+            let rel = v.relationship.clone();
+            let pos = self
+                .undo
+                .iter()
+                .rposition(|u| matches!(u, Undo::Pushed(k) if k == key));
+            if let (Some(pos), Some(_)) = (pos, versions.get(index)) {
+                versions.remove(index);
+                self.undo.remove(pos);
+            }
+            return Some(rel);
+        }
+        v.deleted = Some(at);
+        let rel = v.relationship.clone();
+        self.undo.push(Undo::MarkedDeleted(key.clone(), index));
+        Some(rel)
+    }
+
+    fn push(&mut self, relationship: Relationship) {
+        let key = forward_key(&relationship);
+        self.state.reverse.insert(reverse_key(&relationship));
+        self.state
+            .forward
+            .entry(key.clone())
+            .or_default()
+            .push(Version {
+                relationship: relationship.clone(),
+                created: self.revision,
+                deleted: None,
+            });
+        self.undo.push(Undo::Pushed(key));
+        self.changes.push(Change::Touch(relationship));
+    }
+}
+
+impl Transaction for MemoryTransaction<'_> {
+    fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    fn schema(&self) -> Option<Arc<Schema>> {
+        self.state.schema_at(self.revision)
+    }
+
+    fn write_schema(&mut self, schema: Arc<Schema>) -> Result<(), StoreError> {
+        if self.schema_changed {
+            self.state.schemas.pop();
+        } else {
+            self.undo.push(Undo::Schema);
+        }
+        self.state.schemas.push((self.revision, schema));
+        self.schema_changed = true;
+        Ok(())
+    }
+
+    fn read(&self, filter: &RelationshipFilter) -> Result<Vec<Relationship>, StoreError> {
+        Ok(self.state.scan(filter, self.revision, None))
+    }
+
+    fn touch(&mut self, relationship: Relationship) -> Result<(), StoreError> {
+        let key = forward_key(&relationship);
+        self.kill(&key);
+        self.push(relationship);
+        Ok(())
+    }
+
+    fn create(&mut self, relationship: Relationship) -> Result<(), StoreError> {
+        let key = forward_key(&relationship);
+        if self.state.visible(&key, self.revision).is_some() {
+            return Err(StoreError::AlreadyExists(relationship.to_string()));
+        }
+        self.push(relationship);
+        Ok(())
+    }
+
+    fn delete(&mut self, relationship: &Relationship) -> Result<(), StoreError> {
+        let key = forward_key(relationship);
+        if let Some(old) = self.kill(&key) {
+            self.changes.push(Change::Delete(old));
+        }
+        Ok(())
+    }
+
+    fn delete_by_filter(
+        &mut self,
+        filter: &RelationshipFilter,
+        limit: Option<u64>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let matches = self.state.scan(filter, self.revision, None);
+        let mut outcome = DeleteOutcome::default();
+        for rel in matches {
+            if limit.is_some_and(|l| outcome.deleted >= l) {
+                outcome.partial = true;
+                break;
+            }
+            self.delete(&rel)?;
+            outcome.deleted += 1;
+        }
+        Ok(outcome)
+    }
+}

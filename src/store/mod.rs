@@ -1,0 +1,140 @@
+//! Storage: the `Datastore` / `Snapshot` / `Transaction` traits with revisions, and their
+//! implementations (`memory` now; RocksDB later). Traits are synchronous.
+
+mod error;
+pub mod memory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::StoreError;
+
+use crate::model::{
+    ObjectRef, Relationship, RelationshipFilter, Revision, SubjectFilter, Timestamp,
+};
+use crate::schema::Schema;
+
+/// A stream of relationships read from a snapshot.
+pub type RelIter<'a> = Box<dyn Iterator<Item = Result<Relationship, StoreError>> + Send + 'a>;
+
+/// A relationship store with revisions. Every committed write gets a new, strictly
+/// increasing revision; reads happen at a revision through a `Snapshot`.
+pub trait Datastore: Send + Sync {
+    /// The newest committed revision.
+    fn head_revision(&self) -> Result<Revision, StoreError>;
+
+    /// A recent revision shared by every request in the same quantization window, so
+    /// caches keyed by revision stay warm: the newest revision committed before the start
+    /// of the current window of length `quantization` (the head if none is older, or if
+    /// `quantization` is zero). Its staleness is at most `quantization`.
+    fn optimized_revision(&self, quantization: Duration) -> Result<Revision, StoreError>;
+
+    /// Fails unless `revision` can be read: `RevisionAhead` past the head,
+    /// `RevisionExpired` when older than the garbage-collection window.
+    fn check_revision(&self, revision: Revision) -> Result<(), StoreError>;
+
+    /// A receiver that sees every new head revision (for Watch and cache invalidation).
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<Revision>;
+
+    /// A consistent read view at `revision` (must be ≤ head).
+    fn snapshot(&self, revision: Revision) -> Result<Arc<dyn Snapshot>, StoreError>;
+
+    /// Runs `body` in one transaction and commits it atomically at a new revision.
+    /// If `body` returns an error nothing is written and the error is returned.
+    fn write(
+        &self,
+        body: &mut dyn FnMut(&mut dyn Transaction) -> Result<(), StoreError>,
+    ) -> Result<Revision, StoreError>;
+
+    /// At most `limit` committed change sets after `after`, in revision order. Fails with
+    /// `RevisionExpired` when changes after `after` were already garbage-collected.
+    fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError>;
+}
+
+/// Every read at one revision.
+pub trait Snapshot: Send + Sync {
+    /// The revision this snapshot reads at.
+    fn revision(&self) -> Revision;
+
+    /// The schema in force at this revision, if one was written.
+    fn schema(&self) -> Option<Arc<Schema>>;
+
+    /// Forward read: the relationships of one resource and relation, ordered by subject.
+    fn read_resource(&self, resource: &ObjectRef, relation: &str) -> RelIter<'_>;
+
+    /// Reverse read: relationships of `resource_type#relation` whose subject matches `subject`,
+    /// ordered by resource id.
+    fn read_by_subject(
+        &self,
+        resource_type: &str,
+        relation: &str,
+        subject: &SubjectFilter,
+    ) -> RelIter<'_>;
+
+    /// Every relationship matching the filter, ordered by (resource, relation, subject),
+    /// starting strictly after `after` (a cursor: the last relationship of the previous page).
+    fn read(&self, filter: &RelationshipFilter, after: Option<&Relationship>) -> RelIter<'_>;
+}
+
+/// What a delete by filter did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeleteOutcome {
+    /// How many relationships were deleted.
+    pub deleted: u64,
+    /// Whether the limit stopped the deletion before every match was deleted.
+    pub partial: bool,
+}
+
+/// Reads and writes of one write transaction. Reads see the state before the transaction
+/// plus its own earlier writes.
+pub trait Transaction {
+    /// The revision being written.
+    fn revision(&self) -> Revision;
+
+    /// The schema in force (including one written earlier in this transaction).
+    fn schema(&self) -> Option<Arc<Schema>>;
+
+    /// Replaces the schema.
+    fn write_schema(&mut self, schema: Arc<Schema>) -> Result<(), StoreError>;
+
+    /// Relationships matching the filter, including this transaction's writes.
+    fn read(&self, filter: &RelationshipFilter) -> Result<Vec<Relationship>, StoreError>;
+
+    /// Inserts or replaces (same resource, relation and subject) a relationship.
+    fn touch(&mut self, relationship: Relationship) -> Result<(), StoreError>;
+
+    /// Inserts; fails with `StoreError::AlreadyExists` if it exists.
+    fn create(&mut self, relationship: Relationship) -> Result<(), StoreError>;
+
+    /// Deletes (a missing relationship is not an error).
+    fn delete(&mut self, relationship: &Relationship) -> Result<(), StoreError>;
+
+    /// Deletes every match, at most `limit` of them.
+    fn delete_by_filter(
+        &mut self,
+        filter: &RelationshipFilter,
+        limit: Option<u64>,
+    ) -> Result<DeleteOutcome, StoreError>;
+}
+
+/// One relationship change in the changelog.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Created or replaced.
+    Touch(Relationship),
+    /// Deleted.
+    Delete(Relationship),
+}
+
+/// The changes committed at one revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeSet {
+    /// The revision.
+    pub revision: Revision,
+    /// When it was committed (never earlier than the previous revision's time).
+    pub timestamp: Timestamp,
+    /// Relationship changes in the order they were made.
+    pub changes: Vec<Change>,
+    /// Whether the schema changed at this revision.
+    pub schema_changed: bool,
+}
