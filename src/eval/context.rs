@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::model::{SubjectRef, Timestamp};
+use crate::model::{ContextMap, SubjectRef, Timestamp};
 use crate::schema::Schema;
 use crate::store::Snapshot;
 
@@ -37,6 +37,7 @@ pub struct EvalContext {
     config: EvalConfig,
     now: Timestamp,
     deadline: Option<Instant>,
+    caveat_context: ContextMap,
 }
 
 impl EvalContext {
@@ -56,6 +57,7 @@ impl EvalContext {
             config,
             now,
             deadline: None,
+            caveat_context: ContextMap::new(),
         })
     }
 
@@ -63,6 +65,18 @@ impl EvalContext {
     pub fn with_deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(deadline);
         self
+    }
+
+    /// The same context with the request's caveat context (values bound on a relationship
+    /// win over these, as in SpiceDB).
+    pub fn with_caveat_context(mut self, context: ContextMap) -> Self {
+        self.caveat_context = context;
+        self
+    }
+
+    /// The request's caveat context.
+    pub fn caveat_context(&self) -> &ContextMap {
+        &self.caveat_context
     }
 
     /// The snapshot read.

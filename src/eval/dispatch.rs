@@ -6,9 +6,11 @@ use async_trait::async_trait;
 
 use crate::model::{ObjectRef, SubjectRef};
 
+use super::cache::{CacheStats, CachingDispatch};
 use super::context::EvalContext;
 use super::error::EvalError;
 use super::local::LocalEvaluator;
+use super::singleflight::SingleFlight;
 use super::types::{CheckResult, ExpandMode, ExpandTree, FoundSubject, LookupResult};
 
 /// Answers one sub-problem. Implementations re-dispatch nested sub-problems through
@@ -57,8 +59,56 @@ pub trait Dispatch: Send + Sync {
     ) -> Result<Vec<FoundSubject>, EvalError>;
 }
 
-/// Assembles the dispatch chain. Today: the local evaluator alone; caching and
-/// single-flight wrap it here.
+/// Default budget of the sub-problem cache (SpiceDB sizes its dispatch cache as a share of
+/// memory; 256 MiB holds about a million typical entries and suits a small server).
+pub const DEFAULT_CACHE_MAX_COST_BYTES: usize = 256 * 1024 * 1024;
+
+/// How the dispatch chain is assembled.
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchConfig {
+    /// Whether check sub-problems are cached across requests.
+    pub cache_enabled: bool,
+    /// Approximate memory budget of the cache, in bytes.
+    pub cache_max_cost_bytes: usize,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            cache_enabled: true,
+            cache_max_cost_bytes: DEFAULT_CACHE_MAX_COST_BYTES,
+        }
+    }
+}
+
+/// The assembled chain: its head, and the cache's counters when it has a cache.
+#[derive(Clone)]
+pub struct DispatchChain {
+    /// Where every request and sub-problem is dispatched.
+    pub head: Arc<dyn Dispatch>,
+    /// Hit / miss / eviction counters of the cache, if enabled.
+    pub cache_stats: Option<Arc<CacheStats>>,
+}
+
+/// Assembles the chain: cache → single-flight → local evaluator (the one place it is built).
+pub fn build_dispatch_chain(config: DispatchConfig) -> DispatchChain {
+    let local: Arc<dyn Dispatch> = Arc::new(LocalEvaluator::new());
+    let coalesced: Arc<dyn Dispatch> = Arc::new(SingleFlight::new(local));
+    if !config.cache_enabled {
+        return DispatchChain {
+            head: coalesced,
+            cache_stats: None,
+        };
+    }
+    let cache = CachingDispatch::new(coalesced, config.cache_max_cost_bytes);
+    let stats = cache.stats();
+    DispatchChain {
+        head: Arc::new(cache),
+        cache_stats: Some(stats),
+    }
+}
+
+/// The chain with default settings (cache on).
 pub fn dispatch_chain() -> Arc<dyn Dispatch> {
-    Arc::new(LocalEvaluator::new())
+    build_dispatch_chain(DispatchConfig::default()).head
 }

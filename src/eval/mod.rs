@@ -2,21 +2,28 @@
 //! Sub-problems go through the `Dispatch` chain carried in `EvalContext`, so caching and
 //! coalescing can wrap the local evaluator without touching it.
 
+mod cache;
 mod caveat_expr;
 mod context;
 mod dispatch;
 mod error;
 mod local;
 mod reverse;
+mod singleflight;
 mod stack;
 mod subject_set;
 mod types;
 
+pub use cache::{CacheStats, CachingDispatch};
 pub use caveat_expr::CaveatExpr;
 pub use context::{DEFAULT_MAX_DEPTH, EvalConfig, EvalContext};
-pub use dispatch::{Dispatch, dispatch_chain};
+pub use dispatch::{
+    DEFAULT_CACHE_MAX_COST_BYTES, Dispatch, DispatchChain, DispatchConfig, build_dispatch_chain,
+    dispatch_chain,
+};
 pub use error::EvalError;
 pub use local::LocalEvaluator;
+pub use singleflight::SingleFlight;
 pub use types::{
     CheckResult, ExpandMode, ExpandNode, ExpandSubject, ExpandTree, FoundSubject, LookupResult,
     Permissionship,
@@ -94,3 +101,32 @@ pub async fn lookup_subjects(
 
 #[cfg(test)]
 mod tests;
+
+/// The caveat parameters a conditional result still needs: those declared by the caveats in
+/// `expr` that neither the relationship nor the request context (`ctx.caveat_context()`) gives,
+/// in order of first appearance.
+pub fn missing_context(ctx: &EvalContext, expr: &CaveatExpr) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    collect_missing(ctx, expr, &mut out);
+    out
+}
+
+fn collect_missing(ctx: &EvalContext, expr: &CaveatExpr, out: &mut Vec<String>) {
+    match expr {
+        CaveatExpr::Caveat { name, context } => {
+            if let Some(def) = ctx.schema().caveat(name) {
+                for (param, _) in def.parameters() {
+                    let given =
+                        context.contains_key(param) || ctx.caveat_context().contains_key(param);
+                    if !given && !out.contains(param) {
+                        out.push(param.clone());
+                    }
+                }
+            }
+        }
+        CaveatExpr::And(items) | CaveatExpr::Or(items) => {
+            items.iter().for_each(|i| collect_missing(ctx, i, out));
+        }
+        CaveatExpr::Not(inner) => collect_missing(ctx, inner, out),
+    }
+}

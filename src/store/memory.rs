@@ -1,6 +1,7 @@
 //! The in-memory datastore: multi-version relationships behind one lock, for tests and
 //! `--datastore-engine memory`. Writers are serialized; a write applies its changes at the
 //! next revision (invisible to readers until it commits) and undoes them on failure.
+//! Garbage collection (`collect_garbage`) follows the same rules as the RocksDB datastore.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -11,6 +12,7 @@ use crate::model::{
 };
 use crate::schema::Schema;
 
+use super::clock::{DEFAULT_GC_WINDOW, GcStats, RevisionClock, SnapshotLease, SnapshotLeases};
 use super::{
     Change, ChangeSet, Datastore, DeleteOutcome, RelIter, Snapshot, StoreError, Transaction,
 };
@@ -50,8 +52,8 @@ impl Version {
 #[derive(Debug, Default)]
 struct State {
     head: Revision,
-    /// Commit time of each revision after 0, in order (never decreasing).
-    times: Vec<(Revision, Timestamp)>,
+    /// Commit times of the revisions inside the GC window, and the GC horizon.
+    clock: RevisionClock,
     forward: BTreeMap<ForwardKey, Vec<Version>>,
     reverse: BTreeSet<ReverseKey>,
     schemas: Vec<(Revision, Arc<Schema>)>,
@@ -143,11 +145,15 @@ fn poisoned<T>(_: PoisonError<T>) -> StoreError {
     StoreError::Internal("memory datastore lock poisoned by an earlier panic".to_string())
 }
 
-/// An in-memory, multi-version datastore. Nothing is garbage-collected.
+/// An in-memory, multi-version datastore. Old versions stay readable for the GC window
+/// (`DEFAULT_GC_WINDOW` unless set with `with_gc_window`) and are removed by
+/// `collect_garbage`, which nothing calls on its own.
 #[derive(Debug, Clone)]
 pub struct MemoryDatastore {
     state: Arc<RwLock<State>>,
     head_tx: Arc<tokio::sync::watch::Sender<Revision>>,
+    leases: SnapshotLeases,
+    gc_window: Duration,
 }
 
 impl Default for MemoryDatastore {
@@ -155,6 +161,8 @@ impl Default for MemoryDatastore {
         MemoryDatastore {
             state: Arc::default(),
             head_tx: Arc::new(tokio::sync::watch::Sender::new(Revision::ZERO)),
+            leases: SnapshotLeases::default(),
+            gc_window: DEFAULT_GC_WINDOW,
         }
     }
 }
@@ -164,24 +172,27 @@ impl MemoryDatastore {
     pub fn new() -> Self {
         Self::default()
     }
-}
 
-/// The newest revision committed at or before the start of the current quantization window.
-pub(crate) fn quantized(
-    times: &[(Revision, Timestamp)],
-    head: Revision,
-    now: Timestamp,
-    quantization: Duration,
-) -> Revision {
-    let q = i64::try_from(quantization.as_micros()).unwrap_or(i64::MAX);
-    if q <= 0 {
-        return head;
+    /// An empty store whose revisions stay readable for `gc_window` after they stop being
+    /// the head.
+    pub fn with_gc_window(gc_window: Duration) -> Self {
+        MemoryDatastore {
+            gc_window,
+            ..Self::default()
+        }
     }
-    let window_start = now.as_micros() - now.as_micros().rem_euclid(q);
-    let idx = times.partition_point(|(_, t)| t.as_micros() <= window_start);
-    match idx.checked_sub(1).and_then(|i| times.get(i)) {
-        Some((rev, _)) => *rev,
-        None => head,
+
+    /// Fails unless `revision` is readable in `state` now.
+    fn check_readable(&self, state: &State, revision: Revision) -> Result<(), StoreError> {
+        if revision > state.head {
+            return Err(StoreError::RevisionAhead {
+                requested: revision,
+                head: state.head,
+            });
+        }
+        state
+            .clock
+            .check_not_expired(revision, Timestamp::now(), self.gc_window)
     }
 }
 
@@ -192,23 +203,14 @@ impl Datastore for MemoryDatastore {
 
     fn optimized_revision(&self, quantization: Duration) -> Result<Revision, StoreError> {
         let state = self.state.read().map_err(poisoned)?;
-        Ok(quantized(
-            &state.times,
-            state.head,
-            Timestamp::now(),
-            quantization,
-        ))
+        Ok(state
+            .clock
+            .optimized(state.head, Timestamp::now(), quantization))
     }
 
     fn check_revision(&self, revision: Revision) -> Result<(), StoreError> {
-        let head = self.state.read().map_err(poisoned)?.head;
-        if revision > head {
-            return Err(StoreError::RevisionAhead {
-                requested: revision,
-                head,
-            });
-        }
-        Ok(())
+        let state = self.state.read().map_err(poisoned)?;
+        self.check_readable(&state, revision)
     }
 
     fn subscribe(&self) -> tokio::sync::watch::Receiver<Revision> {
@@ -216,18 +218,16 @@ impl Datastore for MemoryDatastore {
     }
 
     fn snapshot(&self, revision: Revision) -> Result<Arc<dyn Snapshot>, StoreError> {
+        // The lease comes first: a collection that starts after it leaves this revision alone.
+        let lease = self.leases.acquire(revision);
         let state = self.state.read().map_err(poisoned)?;
-        if revision > state.head {
-            return Err(StoreError::RevisionAhead {
-                requested: revision,
-                head: state.head,
-            });
-        }
+        self.check_readable(&state, revision)?;
         let schema = state.schema_at(revision);
         Ok(Arc::new(MemorySnapshot {
             state: Arc::clone(&self.state),
             revision,
             schema,
+            _lease: lease,
         }))
     }
 
@@ -252,12 +252,8 @@ impl Datastore for MemoryDatastore {
                 let changes = std::mem::take(&mut txn.changes);
                 let schema_changed = txn.schema_changed;
                 drop(txn);
-                let last = state
-                    .times
-                    .last()
-                    .map_or(Timestamp::from_micros(0), |(_, t)| *t);
-                let timestamp = Timestamp::now().max(last);
-                state.times.push((revision, timestamp));
+                let timestamp = state.clock.stamp(Timestamp::now());
+                state.clock.record(revision, timestamp);
                 state.changelog.push(ChangeSet {
                     revision,
                     timestamp,
@@ -278,6 +274,9 @@ impl Datastore for MemoryDatastore {
 
     fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError> {
         let state = self.state.read().map_err(poisoned)?;
+        state
+            .clock
+            .check_not_expired(after, Timestamp::now(), self.gc_window)?;
         let start = state.changelog.partition_point(|c| c.revision <= after);
         Ok(state
             .changelog
@@ -288,6 +287,62 @@ impl Datastore for MemoryDatastore {
             .cloned()
             .collect())
     }
+
+    fn collect_garbage(&self, now: Timestamp) -> Result<GcStats, StoreError> {
+        let mut state = self.state.write().map_err(poisoned)?;
+        let mut horizon = state.clock.horizon(now, self.gc_window);
+        if let Some(oldest) = self.leases.oldest() {
+            horizon = horizon.min(oldest);
+        }
+        horizon = horizon.max(state.clock.collected());
+        let mut stats = GcStats {
+            horizon,
+            ..GcStats::default()
+        };
+        let mut emptied = Vec::new();
+        for (key, versions) in &mut state.forward {
+            let before = versions.len();
+            versions.retain(|v| {
+                // Deleted at or before the horizon: no readable revision sees it.
+                if v.deleted.is_some_and(|d| d <= horizon) {
+                    return false;
+                }
+                // Visible at the horizon but expired: nothing will ever need it.
+                if v.created <= horizon && v.relationship.is_expired_at(now) {
+                    stats.expired_removed += 1;
+                    return false;
+                }
+                true
+            });
+            stats.versions_removed += (before - versions.len()) as u64;
+            if versions.is_empty() {
+                emptied.push(key.clone());
+            }
+        }
+        for key in emptied {
+            state.forward.remove(&key);
+        }
+        let State {
+            forward, reverse, ..
+        } = &mut *state;
+        reverse.retain(|k| {
+            forward.contains_key(&ForwardKey {
+                resource: k.resource.clone(),
+                relation: Arc::clone(&k.relation),
+                subject: k.subject.clone(),
+            })
+        });
+        let dropped = state.changelog.partition_point(|c| c.revision < horizon);
+        state.changelog.drain(..dropped);
+        stats.changes_removed = dropped as u64;
+        // Keep the schema in force at the horizon and every later one.
+        let in_force = state.schemas.partition_point(|(r, _)| *r <= horizon);
+        if let Some(older) = in_force.checked_sub(1) {
+            state.schemas.drain(..older);
+        }
+        state.clock.collect(horizon);
+        Ok(stats)
+    }
 }
 
 /// A read view at one revision.
@@ -295,6 +350,8 @@ struct MemorySnapshot {
     state: Arc<RwLock<State>>,
     revision: Revision,
     schema: Option<Arc<Schema>>,
+    /// Keeps garbage collection from removing what this snapshot can see.
+    _lease: SnapshotLease,
 }
 
 impl MemorySnapshot {

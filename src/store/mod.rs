@@ -1,13 +1,21 @@
 //! Storage: the `Datastore` / `Snapshot` / `Transaction` traits with revisions, and their
-//! implementations (`memory` now; RocksDB later). Traits are synchronous.
+//! implementations (`memory`, and `rocks`, the only module that names RocksDB). Traits are
+//! synchronous.
 
+mod clock;
 mod error;
 pub mod memory;
+mod precondition;
+pub mod rocks;
+mod schema_change;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use clock::{DEFAULT_GC_WINDOW, GcStats};
 pub use error::StoreError;
+pub use precondition::{Precondition, PreconditionOp, check_preconditions};
+pub use schema_change::check_schema_change;
 
 use crate::model::{
     ObjectRef, Relationship, RelationshipFilter, Revision, SubjectFilter, Timestamp,
@@ -49,6 +57,32 @@ pub trait Datastore: Send + Sync {
     /// At most `limit` committed change sets after `after`, in revision order. Fails with
     /// `RevisionExpired` when changes after `after` were already garbage-collected.
     fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError>;
+
+    /// Loads relationships at one new revision, all or nothing, with CREATE semantics: one
+    /// that exists already, or appears twice, fails the import with `AlreadyExists`; an `Err`
+    /// from the iterator aborts the import and is returned. Nothing is visible to readers
+    /// until the whole import has committed. The default runs one `write`; datastores
+    /// override it to stream large imports.
+    fn bulk_import(
+        &self,
+        relationships: &mut dyn Iterator<Item = Result<Relationship, StoreError>>,
+    ) -> Result<BulkImportOutcome, StoreError> {
+        let mut loaded = 0u64;
+        let revision = self.write(&mut |txn| {
+            loaded = 0;
+            for rel in relationships.by_ref() {
+                txn.create(rel?)?;
+                loaded += 1;
+            }
+            Ok(())
+        })?;
+        Ok(BulkImportOutcome { loaded, revision })
+    }
+
+    /// One garbage-collection pass at time `now`: removes relationship versions that no
+    /// revision inside the GC window (nor any live snapshot) can see, relationships whose
+    /// expiration passed before `now`, and changelog entries older than the window.
+    fn collect_garbage(&self, now: Timestamp) -> Result<GcStats, StoreError>;
 }
 
 /// Every read at one revision.
@@ -74,6 +108,15 @@ pub trait Snapshot: Send + Sync {
     /// Every relationship matching the filter, ordered by (resource, relation, subject),
     /// starting strictly after `after` (a cursor: the last relationship of the previous page).
     fn read(&self, filter: &RelationshipFilter, after: Option<&Relationship>) -> RelIter<'_>;
+}
+
+/// What a bulk import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkImportOutcome {
+    /// Relationships loaded.
+    pub loaded: u64,
+    /// The revision they were committed at.
+    pub revision: Revision,
 }
 
 /// What a delete by filter did.

@@ -1,0 +1,392 @@
+//! `CachingDispatch`: a shared, bounded cache of check sub-problem results, keyed by the
+//! revision they were computed at and never served at another. Results are context-free
+//! (caveats stay unevaluated until the top-level call), so a conditional result is cached as
+//! its caveat formula; an answer is never served at or after the earliest expiration it rests on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+
+use crate::model::{ObjectRef, Revision, SubjectRef, Timestamp};
+
+use super::context::EvalContext;
+use super::dispatch::Dispatch;
+use super::error::EvalError;
+use super::types::{CheckResult, ExpandMode, ExpandTree, FoundSubject, LookupResult};
+
+/// Approximate bytes of one entry besides its strings (key structs, Arc headers, map slot).
+const ENTRY_OVERHEAD_BYTES: usize = 160;
+
+/// One cached sub-problem: `object#relation@subject` at a revision.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CheckKey {
+    revision: Revision,
+    resource: ObjectRef,
+    relation: Arc<str>,
+    subject: SubjectRef,
+}
+
+impl CheckKey {
+    fn cost(&self) -> usize {
+        ENTRY_OVERHEAD_BYTES
+            + self.resource.object_type().len()
+            + self.resource.object_id().len()
+            + self.relation.len()
+            + self.subject.object_type().len()
+            + self.subject.object_id().len()
+            + self.subject.relation().map_or(0, str::len)
+    }
+}
+
+struct Entry {
+    result: CheckResult,
+    cost: usize,
+    /// Logical clock of the last hit, for eviction.
+    last_used: AtomicU64,
+}
+
+/// Counters of the cache, for metrics.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// Lookups answered from the cache.
+    pub hits: AtomicU64,
+    /// Lookups that had to be computed.
+    pub misses: AtomicU64,
+    /// Entries removed to stay within the budget.
+    pub evictions: AtomicU64,
+}
+
+impl CacheStats {
+    /// Hits, misses, evictions.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+            self.evictions.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Wraps a dispatcher with a bounded cache of check results.
+pub struct CachingDispatch {
+    inner: Arc<dyn Dispatch>,
+    entries: DashMap<CheckKey, Entry>,
+    max_cost: usize,
+    cost: AtomicUsize,
+    clock: AtomicU64,
+    newest_revision: AtomicU64,
+    stats: Arc<CacheStats>,
+}
+
+impl CachingDispatch {
+    /// A cache of at most about `max_cost` bytes in front of `inner`.
+    pub fn new(inner: Arc<dyn Dispatch>, max_cost: usize) -> Self {
+        CachingDispatch {
+            inner,
+            entries: DashMap::new(),
+            max_cost,
+            cost: AtomicUsize::new(0),
+            clock: AtomicU64::new(0),
+            newest_revision: AtomicU64::new(0),
+            stats: Arc::new(CacheStats::default()),
+        }
+    }
+
+    /// The shared counters.
+    pub fn stats(&self) -> Arc<CacheStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Entries currently held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn lookup(&self, key: &CheckKey, now: Timestamp) -> Option<CheckResult> {
+        let entry = self.entries.get(key)?;
+        if entry.result.expires_at.is_some_and(|e| e <= now) {
+            drop(entry);
+            if let Some((_, old)) = self.entries.remove(key) {
+                self.cost.fetch_sub(old.cost, Ordering::Relaxed);
+            }
+            return None;
+        }
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        entry.last_used.store(tick, Ordering::Relaxed);
+        Some(entry.result.clone())
+    }
+
+    fn insert(&self, key: CheckKey, result: CheckResult) {
+        let cost = key.cost();
+        if cost > self.max_cost {
+            return;
+        }
+        self.newest_revision
+            .fetch_max(key.revision.get(), Ordering::Relaxed);
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry {
+            result,
+            cost,
+            last_used: AtomicU64::new(tick),
+        };
+        if let Some(old) = self.entries.insert(key, entry) {
+            self.cost.fetch_sub(old.cost, Ordering::Relaxed);
+        }
+        let total = self.cost.fetch_add(cost, Ordering::Relaxed) + cost;
+        if total > self.max_cost {
+            self.evict();
+        }
+    }
+
+    /// Brings the cache down to three quarters of its budget: first every entry of an older
+    /// revision than the newest seen, then the least recently used.
+    fn evict(&self) {
+        let target = self.max_cost / 4 * 3;
+        let newest = Revision::new(self.newest_revision.load(Ordering::Relaxed));
+        let mut removed = 0u64;
+        let mut freed = 0usize;
+        self.entries.retain(|k, e| {
+            if k.revision < newest {
+                removed += 1;
+                freed += e.cost;
+                false
+            } else {
+                true
+            }
+        });
+        self.cost.fetch_sub(freed, Ordering::Relaxed);
+        if self.cost.load(Ordering::Relaxed) > target {
+            // Drop everything used before the median tick of a sample of entries.
+            let mut ticks: Vec<u64> = self
+                .entries
+                .iter()
+                .step_by(16)
+                .map(|e| e.last_used.load(Ordering::Relaxed))
+                .collect();
+            ticks.sort_unstable();
+            let cutoff = ticks.get(ticks.len() / 2).copied().unwrap_or(u64::MAX);
+            let mut freed = 0usize;
+            self.entries.retain(|_, e| {
+                if e.last_used.load(Ordering::Relaxed) <= cutoff {
+                    removed += 1;
+                    freed += e.cost;
+                    false
+                } else {
+                    true
+                }
+            });
+            self.cost.fetch_sub(freed, Ordering::Relaxed);
+        }
+        self.stats.evictions.fetch_add(removed, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl Dispatch for CachingDispatch {
+    async fn check(
+        &self,
+        ctx: &EvalContext,
+        resource: &ObjectRef,
+        relation: &str,
+        subject: &SubjectRef,
+        depth: u32,
+    ) -> Result<CheckResult, EvalError> {
+        let key = CheckKey {
+            revision: ctx.snapshot().revision(),
+            resource: resource.clone(),
+            relation: Arc::from(relation),
+            subject: subject.clone(),
+        };
+        if let Some(hit) = self.lookup(&key, ctx.now()) {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit);
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let result = self
+            .inner
+            .check(ctx, resource, relation, subject, depth)
+            .await?;
+        self.insert(key, result.clone());
+        Ok(result)
+    }
+
+    async fn expand(
+        &self,
+        ctx: &EvalContext,
+        resource: &ObjectRef,
+        relation: &str,
+        mode: ExpandMode,
+        depth: u32,
+    ) -> Result<ExpandTree, EvalError> {
+        self.inner
+            .expand(ctx, resource, relation, mode, depth)
+            .await
+    }
+
+    async fn lookup_resources(
+        &self,
+        ctx: &EvalContext,
+        resource_type: &str,
+        relation: &str,
+        subject: &SubjectRef,
+        depth: u32,
+    ) -> Result<Vec<LookupResult>, EvalError> {
+        self.inner
+            .lookup_resources(ctx, resource_type, relation, subject, depth)
+            .await
+    }
+
+    async fn lookup_subjects(
+        &self,
+        ctx: &EvalContext,
+        resource: &ObjectRef,
+        relation: &str,
+        subject_type: &str,
+        subject_relation: Option<&str>,
+        depth: u32,
+    ) -> Result<Vec<FoundSubject>, EvalError> {
+        self.inner
+            .lookup_subjects(
+                ctx,
+                resource,
+                relation,
+                subject_type,
+                subject_relation,
+                depth,
+            )
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::eval::{
+        DispatchConfig, EvalConfig, EvalContext, Permissionship, build_dispatch_chain, check,
+    };
+    use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
+    use crate::schema;
+    use crate::store::Datastore;
+    use crate::store::memory::MemoryDatastore;
+
+    const SCHEMA: &str = "use expiration\ndefinition user {}\ndefinition team {\n relation member: user | user with expiration | team#member\n}\ndefinition doc {\n relation viewer: team#member\n permission view = viewer\n}\n";
+
+    fn write(ds: &MemoryDatastore, rels: &[&str], schema_too: bool) {
+        let schema = Arc::new(schema::compile(SCHEMA).unwrap());
+        ds.write(&mut |txn| {
+            if schema_too {
+                txn.write_schema(Arc::clone(&schema))?;
+            }
+            for r in rels {
+                txn.touch(Relationship::parse(r).unwrap())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    fn ctx(
+        ds: &MemoryDatastore,
+        chain: &crate::eval::DispatchChain,
+        now: Timestamp,
+    ) -> EvalContext {
+        let snap = ds.snapshot(ds.head_revision().unwrap()).unwrap();
+        EvalContext::new(snap, Arc::clone(&chain.head), EvalConfig::default(), now).unwrap()
+    }
+
+    async fn view(ctx: &EvalContext, user: &str) -> Permissionship {
+        check(
+            ctx,
+            &ObjectRef::new("doc", "d").unwrap(),
+            "view",
+            &SubjectRef::new("user", user, None).unwrap(),
+        )
+        .await
+        .unwrap()
+        .permissionship
+    }
+
+    #[tokio::test]
+    async fn hits_are_per_revision_and_writes_are_seen_at_new_revisions() {
+        let ds = MemoryDatastore::new();
+        write(
+            &ds,
+            &["doc:d#viewer@team:t#member", "team:t#member@user:a"],
+            true,
+        );
+        let chain = build_dispatch_chain(DispatchConfig::default());
+        let stats = chain.cache_stats.clone().unwrap();
+        let c1 = ctx(&ds, &chain, Timestamp::now());
+        assert_eq!(view(&c1, "b").await, Permissionship::HasNot);
+        let (_, misses, _) = stats.snapshot();
+        assert_eq!(view(&c1, "b").await, Permissionship::HasNot);
+        let (hits, misses2, _) = stats.snapshot();
+        assert!(hits >= 1 && misses2 == misses, "second check must be a hit");
+
+        write(&ds, &["team:t#member@user:b"], false);
+        let c2 = ctx(&ds, &chain, Timestamp::now());
+        assert_eq!(
+            view(&c2, "b").await,
+            Permissionship::Has,
+            "new revision sees the write"
+        );
+        assert_eq!(
+            view(&c1, "b").await,
+            Permissionship::HasNot,
+            "old revision keeps its answer"
+        );
+    }
+
+    #[tokio::test]
+    async fn cached_answer_never_outlives_an_expiration_it_rests_on() {
+        let ds = MemoryDatastore::new();
+        write(
+            &ds,
+            &[
+                "doc:d#viewer@team:t#member",
+                "team:t#member@user:a[expiration:2030-01-01T00:00:00Z]",
+            ],
+            true,
+        );
+        let chain = build_dispatch_chain(DispatchConfig::default());
+        let before = Timestamp::parse_rfc3339("2029-12-31T23:59:59Z").unwrap();
+        let after = Timestamp::parse_rfc3339("2030-01-01T00:00:01Z").unwrap();
+        assert_eq!(
+            view(&ctx(&ds, &chain, before), "a").await,
+            Permissionship::Has
+        );
+        assert_eq!(
+            view(&ctx(&ds, &chain, before), "a").await,
+            Permissionship::Has
+        );
+        assert_eq!(
+            view(&ctx(&ds, &chain, after), "a").await,
+            Permissionship::HasNot
+        );
+    }
+
+    #[tokio::test]
+    async fn budget_is_enforced_by_eviction() {
+        let ds = MemoryDatastore::new();
+        write(&ds, &["doc:d#viewer@team:t#member"], true);
+        let chain = build_dispatch_chain(DispatchConfig {
+            cache_enabled: true,
+            cache_max_cost_bytes: 20_000,
+        });
+        let stats = chain.cache_stats.clone().unwrap();
+        let c = ctx(&ds, &chain, Timestamp::now());
+        for i in 0..2_000 {
+            assert_eq!(view(&c, &format!("u{i}")).await, Permissionship::HasNot);
+        }
+        let (_, _, evictions) = stats.snapshot();
+        assert!(evictions > 0);
+    }
+}
