@@ -1,7 +1,8 @@
 //! Evaluator benchmarks: named scenarios, each described by the shape of its data, each
 //! checking its answer once before it is timed. Run with `cargo bench --bench eval`
-//! (`-- check/org_depth` to run one group). The evaluator has no sub-problem cache yet, so
-//! every iteration is a cold evaluation.
+//! (`-- check/org_depth` to run one group). Every scenario runs twice: `cold` with the dispatch
+//! cache off (every iteration evaluates from scratch) and `hot` with it on (after the first
+//! iteration, answers come from the cache of the same revision).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,11 +14,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arbor::eval::{self, EvalConfig, EvalContext, Permissionship};
+use arbor::eval::{self, DispatchConfig, EvalConfig, EvalContext, Permissionship};
 use arbor::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
 use arbor::schema;
-use arbor::store::Datastore;
 use arbor::store::memory::MemoryDatastore;
+use arbor::store::{Datastore, Snapshot};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
@@ -39,8 +40,32 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
-/// A memory datastore with `schema_text` and `relationships`, and a context at its head.
-fn load(schema_text: &str, relationships: &[String]) -> EvalContext {
+/// A loaded scenario: a snapshot at the head of a memory datastore.
+struct Scenario {
+    snapshot: Arc<dyn Snapshot>,
+}
+
+impl Scenario {
+    /// A context with its own dispatch chain, cached or not.
+    fn ctx(&self, cached: bool) -> EvalContext {
+        let chain = eval::build_dispatch_chain(DispatchConfig {
+            cache_enabled: cached,
+            ..DispatchConfig::default()
+        });
+        EvalContext::new(
+            Arc::clone(&self.snapshot),
+            chain.head,
+            EvalConfig {
+                max_depth: MAX_DEPTH,
+            },
+            Timestamp::now(),
+        )
+        .unwrap()
+    }
+}
+
+/// A memory datastore with `schema_text` and `relationships`.
+fn load(schema_text: &str, relationships: &[String]) -> Scenario {
     let schema = Arc::new(schema::compile(schema_text).unwrap_or_else(|e| panic!("{e}")));
     let rels: Vec<Relationship> = relationships
         .iter()
@@ -56,20 +81,14 @@ fn load(schema_text: &str, relationships: &[String]) -> EvalContext {
             Ok(())
         })
         .unwrap();
-    EvalContext::new(
-        store.snapshot(revision).unwrap(),
-        eval::dispatch_chain(),
-        EvalConfig {
-            max_depth: MAX_DEPTH,
-        },
-        Timestamp::now(),
-    )
-    .unwrap()
+    Scenario {
+        snapshot: store.snapshot(revision).unwrap(),
+    }
 }
 
 /// Workload `s` (20,019 relationships: 6 tenants, 107 organizations up to 5 levels deep, 993
 /// teams nested up to 4 levels, 595 folders, 2,621 documents, 861 users).
-fn workload_s() -> EvalContext {
+fn workload_s() -> Scenario {
     let dir = Path::new(DATA).join("s");
     let read = |name: &str| {
         std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| {
@@ -103,8 +122,32 @@ fn user(id: &str) -> SubjectRef {
     SubjectRef::new("user", id, None).unwrap()
 }
 
-/// Checks the answer once, then times the check.
+/// Checks the answer once, then times the check cold and hot.
 fn bench_check(
+    c: &mut Criterion,
+    rt: &Runtime,
+    scenario: &Scenario,
+    group: &str,
+    name: &str,
+    (resource, permission, subject): (&ObjectRef, &str, &SubjectRef),
+    want: bool,
+) {
+    for cached in [false, true] {
+        let ctx = scenario.ctx(cached);
+        let name = format!("{name}/{}", if cached { "hot" } else { "cold" });
+        bench_check_one(
+            c,
+            rt,
+            &ctx,
+            group,
+            &name,
+            (resource, permission, subject),
+            want,
+        );
+    }
+}
+
+fn bench_check_one(
     c: &mut Criterion,
     rt: &Runtime,
     ctx: &EvalContext,
@@ -231,11 +274,16 @@ fn check_team_depth(c: &mut Criterion) {
 /// (`user:t0_u40`) may view.
 fn lookup_resources(c: &mut Criterion) {
     let rt = runtime();
-    let ctx = workload_s();
+    let scenario = workload_s();
     let mut g = c.benchmark_group("lookup_resources/workload_s");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(5));
-    for (name, id) in [("tenant_admin", "t0_u5"), ("member", "t0_u40")] {
+    for ((name, id), cached) in [("tenant_admin", "t0_u5"), ("member", "t0_u40")]
+        .into_iter()
+        .flat_map(|s| [(s, false), (s, true)])
+    {
+        let ctx = scenario.ctx(cached);
+        let name = format!("{name}/{}", if cached { "hot" } else { "cold" });
         let subject = user(id);
         let found = rt
             .block_on(eval::lookup_resources(&ctx, "document", "view", &subject))
@@ -251,7 +299,7 @@ fn lookup_resources(c: &mut Criterion) {
         if name == "tenant_admin" {
             assert!(found.iter().any(|r| r.resource_id == "t0_o10_f0_d0"));
         }
-        g.bench_function(BenchmarkId::new(name, found.len()), |b| {
+        g.bench_function(BenchmarkId::new(&name, found.len()), |b| {
             b.iter(|| {
                 rt.block_on(eval::lookup_resources(&ctx, "document", "view", &subject))
                     .unwrap()
@@ -265,7 +313,7 @@ fn lookup_resources(c: &mut Criterion) {
 /// the admins of its 5 ancestor orgs and their admin teams, folder grants, platform staff).
 fn lookup_subjects(c: &mut Criterion) {
     let rt = runtime();
-    let ctx = workload_s();
+    let ctx = workload_s().ctx(false);
     let doc = obj("document:t0_o10_f0_d0");
     let found = rt
         .block_on(eval::lookup_subjects(&ctx, &doc, "view", "user", None))

@@ -1,6 +1,7 @@
 //! External conformance: SpiceDB's own validation files (see
 //! `../shared/conformance/spicedb/README.md`), run through the validator library, plus
-//! mutants of every passing file that must fail.
+//! mutants of every passing file that must fail. Caveated assertions are decided by caveat
+//! evaluation, so no file is skipped.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,14 +15,6 @@ mod spicedb {
     use arbor::validate::{self, Outcome, Report, ValidateError};
     use serde::Deserialize;
     use serde_yaml::Value;
-
-    /// Most files that may be skipped (their assertions need caveat evaluation).
-    const MAX_SKIPPED: usize = 12;
-    /// Files that use caveats without needing them evaluated: they must not be skipped.
-    const NEVER_SKIPPED: &[&str] = &[
-        "loader/basic_caveats.yaml",
-        "testconfigs/multipleslashes.yaml",
-    ];
 
     #[derive(Debug, Deserialize)]
     struct Corpus {
@@ -63,7 +56,6 @@ mod spicedb {
     enum Verdict {
         Passed,
         Failed(String),
-        Skipped(String),
     }
 
     fn judge(expect: &str, result: Result<Report, ValidateError>) -> Verdict {
@@ -71,7 +63,6 @@ mod spicedb {
             ("pass", Ok(report)) => match report.outcome() {
                 Outcome::Passed => Verdict::Passed,
                 Outcome::Failed => Verdict::Failed(report.render()),
-                Outcome::Skipped { reason } => Verdict::Skipped(reason),
             },
             ("pass", Err(e)) => Verdict::Failed(format!("could not be loaded: {e}")),
             ("reject", Err(e)) => {
@@ -91,43 +82,32 @@ mod spicedb {
         }
     }
 
+    /// Every file of the corpus gives its expected verdict; none is skipped (caveats and
+    /// expiration are evaluated, so every assertion is decided).
     #[test]
     fn corpus_files_hold() {
         let (dir, files) = load_corpus();
         let rt = runtime();
-        let (mut passed, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut passed, mut failed) = (Vec::new(), Vec::new());
         for f in &files {
             let result = rt.block_on(validate::run_file(&dir.join(&f.path)));
             match judge(&f.expect, result) {
                 Verdict::Passed => passed.push(f.path.clone()),
                 Verdict::Failed(why) => failed.push((f.path.clone(), why)),
-                Verdict::Skipped(why) => skipped.push((f.path.clone(), why)),
             }
         }
+        let skipped = files.len() - passed.len() - failed.len();
         println!(
-            "{} passed, {} failed, {} skipped",
+            "{} passed, {} failed, {skipped} skipped",
             passed.len(),
             failed.len(),
-            skipped.len()
         );
-        for (path, why) in &skipped {
-            println!("skipped {path}: {why}");
-        }
         for (path, why) in &failed {
             println!("FAILED {path}: {why}");
         }
         assert!(failed.is_empty(), "{} corpus files failed", failed.len());
-        assert!(
-            skipped.len() <= MAX_SKIPPED,
-            "{} files skipped, at most {MAX_SKIPPED} may be",
-            skipped.len()
-        );
-        for never in NEVER_SKIPPED {
-            assert!(
-                !skipped.iter().any(|(p, _)| p == never),
-                "{never} must not be skipped"
-            );
-        }
+        assert_eq!(skipped, 0);
+        assert_eq!(passed.len(), files.len());
     }
 
     /// Every copy of the file with one `assertTrue` item moved to `assertFalse` or one
@@ -226,11 +206,13 @@ mod spicedb {
 /// Every operation must agree with every other on the corpus data: for every resource and
 /// relation or permission of the files that pass, and every concrete subject in them, `check`
 /// and the flattened recursive `expand` (which `validation:` blocks are judged by) must give
-/// the same has / has-not / conditional answer.
+/// the same has / has-not / conditional answer — before caveat evaluation (the dispatch
+/// chain's answer against the flattened tree's markers) and after it (`check` against the
+/// tree's caveat formulas evaluated in three-valued logic).
 mod expand_vs_check {
     use std::collections::BTreeSet;
 
-    use arbor::eval::{self, Permissionship};
+    use arbor::eval::{self, CaveatExpr, EvalContext, Permissionship};
     use arbor::model::{ObjectRef, SubjectRef, Timestamp};
     use arbor::validate::{self, ExpandedSubject, ResourceRelation, ValidationFile};
 
@@ -259,6 +241,84 @@ mod expand_vs_check {
             (None, None) => "has not",
             _ => "conditional",
         }
+    }
+
+    /// Three-valued truth.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Tv {
+        True,
+        False,
+        Unknown,
+    }
+
+    impl Tv {
+        fn and(self, other: Tv) -> Tv {
+            match (self, other) {
+                (Tv::False, _) | (_, Tv::False) => Tv::False,
+                (Tv::True, Tv::True) => Tv::True,
+                _ => Tv::Unknown,
+            }
+        }
+
+        fn or(self, other: Tv) -> Tv {
+            match (self, other) {
+                (Tv::True, _) | (_, Tv::True) => Tv::True,
+                (Tv::False, Tv::False) => Tv::False,
+                _ => Tv::Unknown,
+            }
+        }
+
+        fn not(self) -> Tv {
+            match self {
+                Tv::True => Tv::False,
+                Tv::False => Tv::True,
+                Tv::Unknown => Tv::Unknown,
+            }
+        }
+
+        fn of(p: &Permissionship) -> Tv {
+            match p {
+                Permissionship::Has => Tv::True,
+                Permissionship::HasNot => Tv::False,
+                Permissionship::Conditional(_) => Tv::Unknown,
+            }
+        }
+    }
+
+    /// A member's condition, evaluated.
+    fn condition(ctx: &EvalContext, caveat: &Option<CaveatExpr>) -> Tv {
+        match caveat {
+            None => Tv::True,
+            Some(expr) => Tv::of(&eval::evaluate_caveats(ctx, expr).unwrap()),
+        }
+    }
+
+    /// What the flattened expand's formulas, evaluated, say about one concrete subject.
+    fn evaluated_from_expand(
+        ctx: &EvalContext,
+        found: &[ExpandedSubject],
+        subject: &SubjectRef,
+    ) -> Tv {
+        let direct = found
+            .iter()
+            .find(|f| &f.subject == subject)
+            .map_or(Tv::False, |f| condition(ctx, &f.caveat));
+        let via_wildcard = found
+            .iter()
+            .find(|f| {
+                f.subject.is_wildcard()
+                    && f.subject.object_type() == subject.object_type()
+                    && f.subject.relation().is_none()
+            })
+            .map_or(Tv::False, |w| {
+                let excluded = w
+                    .excluded
+                    .iter()
+                    .find(|(e, _)| e == subject)
+                    .map_or(Tv::False, |(_, c)| condition(ctx, c));
+                condition(ctx, &w.caveat).and(excluded.not())
+            });
+        direct.or(via_wildcard)
     }
 
     fn verdict_from_check(p: &Permissionship) -> &'static str {
@@ -313,22 +373,40 @@ mod expand_vs_check {
                         }
                     };
                     for subject in &subjects {
-                        let checked =
-                            match rt.block_on(eval::check(&ctx, resource, &relation, subject)) {
-                                Ok(r) => verdict_from_check(&r.permissionship),
-                                Err(e) => {
-                                    disagreements.push(format!(
-                                        "{}: check {target}@{subject} failed: {e}",
-                                        f.path
-                                    ));
-                                    continue;
-                                }
-                            };
+                        // Before caveat evaluation: the dispatch chain's answer.
+                        let raw = rt.block_on(ctx.dispatch().check(
+                            &ctx,
+                            resource,
+                            &relation,
+                            subject,
+                            ctx.max_depth(),
+                        ));
+                        let evaluated =
+                            rt.block_on(eval::check(&ctx, resource, &relation, subject));
+                        let (raw, evaluated) = match (raw, evaluated) {
+                            (Ok(raw), Ok(evaluated)) => (raw, evaluated),
+                            (Err(e), _) | (_, Err(e)) => {
+                                disagreements.push(format!(
+                                    "{}: check {target}@{subject} failed: {e}",
+                                    f.path
+                                ));
+                                continue;
+                            }
+                        };
+                        let checked = verdict_from_check(&raw.permissionship);
                         let expanded = verdict_from_expand(&found, subject);
                         compared += 1;
                         if checked != expanded {
                             disagreements.push(format!(
                                 "{}: {target}@{subject}: check says {checked}, expand says {expanded}",
+                                f.path
+                            ));
+                        }
+                        let checked = Tv::of(&evaluated.permissionship);
+                        let expanded = evaluated_from_expand(&ctx, &found, subject);
+                        if checked != expanded {
+                            disagreements.push(format!(
+                                "{}: {target}@{subject}: evaluated check says {checked:?}, evaluated expand says {expanded:?}",
                                 f.path
                             ));
                         }
@@ -349,5 +427,45 @@ mod expand_vs_check {
             "{} disagreements between check and expand",
             disagreements.len()
         );
+    }
+}
+
+/// The evaluator's answers must not depend on the datastore: every corpus file, run with its
+/// relationships loaded into a RocksDB data directory, gives the same report (or the same load
+/// error) as with the in-memory store.
+mod on_rocksdb {
+    use arbor::model::Timestamp;
+    use arbor::store::rocks::{RocksDatastore, RocksOptions};
+    use arbor::validate::{self, ValidationFile};
+
+    use super::spicedb::{load_corpus, runtime};
+
+    #[test]
+    fn corpus_reports_are_the_same_on_rocksdb() {
+        let (dir, files) = load_corpus();
+        let rt = runtime();
+        let mut compared = 0;
+        for f in &files {
+            let Ok(file) = ValidationFile::load(&dir.join(&f.path)) else {
+                continue;
+            };
+            let now = Timestamp::now();
+            let data = tempfile::tempdir().unwrap();
+            let options = RocksOptions {
+                gc_interval: None,
+                ..RocksOptions::default()
+            };
+            let rocks = RocksDatastore::open(data.path(), options).unwrap();
+            let on_memory = rt.block_on(validate::run(&file, now));
+            let on_rocks = rt.block_on(validate::run_on(&file, now, &rocks));
+            match (on_memory, on_rocks) {
+                (Ok(m), Ok(r)) => assert_eq!(m.render(), r.render(), "{}", f.path),
+                (Err(m), Err(r)) => assert_eq!(m, r, "{}", f.path),
+                (m, r) => panic!("{}: memory {m:?}, rocksdb {r:?}", f.path),
+            }
+            compared += 1;
+        }
+        println!("{compared} corpus files gave the same report on both datastores");
+        assert!(compared > 0);
     }
 }

@@ -10,8 +10,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// DESIGN.md's layer table, bottom to top. `bin` (src/main.rs and the modules it declares)
-/// sits above all of them.
+/// DESIGN.md's layer table, bottom to top. `bin` (src/main.rs, the modules it declares, and
+/// src/cli/) sits above all of them.
 const LAYERS: &[&str] = &[
     "model", "schema", "store", "eval", "identity", "validate", "api", "server",
 ];
@@ -339,7 +339,7 @@ fn layer_violations(src: &Path) -> Vec<String> {
         let Some(own) = path.first() else {
             continue; // lib.rs / main.rs: the crate roots declare and re-export
         };
-        if relative.starts_with("bin") || bin.contains(own) {
+        if relative.starts_with("bin") || relative.starts_with("cli") || bin.contains(own) {
             continue; // the binary is the top layer
         }
         let Some(own_rank) = rank(own) else {
@@ -398,6 +398,60 @@ fn every_source_file_starts_with_a_module_doc_line() {
         }
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// Every place outside `src/store/rocks/` whose code names the `rocksdb` crate, as `file:line`.
+fn rocksdb_outside_store_rocks(src: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in rust_files(src) {
+        let relative = file.strip_prefix(src).unwrap();
+        if relative.starts_with("store/rocks") {
+            continue;
+        }
+        let source = fs::read_to_string(&file).unwrap();
+        let toks = tokenize(&source);
+        for (i, (tok, line)) in toks.iter().enumerate() {
+            // `rocksdb::…`, `use rocksdb` and `extern crate rocksdb`.
+            let named = matches!(tok, Tok::Ident(name) if name == "rocksdb")
+                && (matches!(toks.get(i + 1), Some((Tok::PathSep, _)))
+                    || matches!(i.checked_sub(1).and_then(|p| toks.get(p)), Some((Tok::Ident(k), _)) if k == "use" || k == "crate"));
+            if named {
+                found.push(format!("src/{}:{line}", relative.display()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn only_store_rocks_names_rocksdb() {
+    let found = rocksdb_outside_store_rocks(&src_dir());
+    assert!(
+        found.is_empty(),
+        "DESIGN.md: nothing outside src/store/rocks names RocksDB, but these do:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_rocksdb_rule_sees_paths_but_not_prose() {
+    let dir = std::env::temp_dir().join(format!("arbor-layers-rocks-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("store/rocks")).unwrap();
+    fs::create_dir_all(dir.join("cli")).unwrap();
+    fs::write(
+        dir.join("store/rocks/mod.rs"),
+        "//! rocks\nuse rocksdb::DB;\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("cli/backup.rs"),
+        "//! backup\n// a RocksDB checkpoint, see rocksdb docs\nconst H: &str = \"rocksdb::x\";\nfn f() { let _ = rocksdb::DB::open; }\n",
+    )
+    .unwrap();
+    let found = rocksdb_outside_store_rocks(&dir);
+    let _ = fs::remove_dir_all(&dir);
+    assert_eq!(found, vec!["src/cli/backup.rs:4".to_string()]);
 }
 
 // The scanner itself, on snippets whose answer is known.

@@ -1,6 +1,7 @@
 //! `CaveatExpr`: the condition a conditional result rests on, built from the caveats met on the way.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::model::ContextMap;
 
@@ -13,6 +14,8 @@ pub enum CaveatExpr {
         name: String,
         /// The context stored on the relationship.
         context: ContextMap,
+        /// The relationship it is bound on (`resource#relation@subject`), for messages.
+        relationship: Option<Arc<str>>,
     },
     /// All must hold.
     And(Vec<CaveatExpr>),

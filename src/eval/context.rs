@@ -29,7 +29,9 @@ impl Default for EvalConfig {
     }
 }
 
-/// What one request evaluates against.
+/// What one request evaluates against. Cloning is cheap (shared snapshot, schema and chain):
+/// a clone with another caveat context (`with_caveat_context`) evaluates the same snapshot.
+#[derive(Clone)]
 pub struct EvalContext {
     snapshot: Arc<dyn Snapshot>,
     schema: Arc<Schema>,

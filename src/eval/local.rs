@@ -2,6 +2,8 @@
 //! Union stops at the first unconditional yes, intersection at the first no; nested
 //! sub-problems are re-dispatched through the head of the chain, each spending depth.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
@@ -73,6 +75,9 @@ fn caveat_of(rel: &Relationship) -> Option<CaveatExpr> {
     rel.caveat().map(|c| CaveatExpr::Caveat {
         name: c.name().to_string(),
         context: c.context().clone(),
+        relationship: Some(Arc::from(
+            format!("{}#{}@{}", rel.resource(), rel.relation(), rel.subject()).as_str(),
+        )),
     })
 }
 

@@ -1,8 +1,11 @@
 //! Graph evaluation at one snapshot: `check`, `expand`, `lookup_resources`, `lookup_subjects`.
 //! Sub-problems go through the `Dispatch` chain carried in `EvalContext`, so caching and
-//! coalescing can wrap the local evaluator without touching it.
+//! coalescing can wrap the local evaluator without touching it. Dispatch results are
+//! independent of the request's caveat context: caveats are evaluated here, on the answer of
+//! the top-level call (`caveat`), never inside the chain.
 
 mod cache;
+mod caveat;
 mod caveat_expr;
 mod context;
 mod dispatch;
@@ -15,6 +18,9 @@ mod subject_set;
 mod types;
 
 pub use cache::{CacheStats, CachingDispatch};
+pub use caveat::{
+    CaveatResult, MAX_CONTEXT_BYTES, MAX_CONTEXT_DEPTH, MAX_EVALUATION_STEPS, evaluate_caveat,
+};
 pub use caveat_expr::CaveatExpr;
 pub use context::{DEFAULT_MAX_DEPTH, EvalConfig, EvalContext};
 pub use dispatch::{
@@ -40,9 +46,14 @@ pub async fn check(
 ) -> Result<CheckResult, EvalError> {
     ctx.validate_relation(resource.object_type(), permission)?;
     ctx.validate_subject_type(subject)?;
-    ctx.dispatch()
+    let result = ctx
+        .dispatch()
         .check(ctx, resource, permission, subject, ctx.max_depth())
-        .await
+        .await?;
+    Ok(CheckResult {
+        permissionship: resolve_permissionship(ctx, result.permissionship)?,
+        expires_at: result.expires_at,
+    })
 }
 
 /// The userset tree of `resource#permission`: one level (`Shallow`, as the gRPC API) or
@@ -68,9 +79,21 @@ pub async fn lookup_resources(
 ) -> Result<Vec<LookupResult>, EvalError> {
     ctx.validate_relation(resource_type, permission)?;
     ctx.validate_subject_type(subject)?;
-    ctx.dispatch()
+    let found = ctx
+        .dispatch()
         .lookup_resources(ctx, resource_type, permission, subject, ctx.max_depth())
-        .await
+        .await?;
+    let mut out = Vec::with_capacity(found.len());
+    for r in found {
+        match resolve_permissionship(ctx, r.permissionship)? {
+            Permissionship::HasNot => {}
+            permissionship => out.push(LookupResult {
+                resource_id: r.resource_id,
+                permissionship,
+            }),
+        }
+    }
+    Ok(out)
 }
 
 /// Every subject of `subject_type` (with `subject_relation`, if given) that has `permission`
@@ -87,7 +110,8 @@ pub async fn lookup_subjects(
     if let Some(rel) = subject_relation {
         ctx.validate_relation(subject_type, rel)?;
     }
-    ctx.dispatch()
+    let found = ctx
+        .dispatch()
         .lookup_subjects(
             ctx,
             resource,
@@ -96,24 +120,94 @@ pub async fn lookup_subjects(
             subject_relation,
             ctx.max_depth(),
         )
-        .await
+        .await?;
+    let mut out = Vec::with_capacity(found.len());
+    for subject in found {
+        let Some(caveat) = resolve_condition(ctx, subject.caveat)? else {
+            continue;
+        };
+        let mut excluded = Vec::with_capacity(subject.excluded.len());
+        for e in subject.excluded {
+            // An exclusion that cannot hold excludes nobody; one that must, unconditionally.
+            if let Some(caveat) = resolve_condition(ctx, e.caveat)? {
+                excluded.push(FoundSubject { caveat, ..e });
+            }
+        }
+        out.push(FoundSubject {
+            subject_id: subject.subject_id,
+            excluded,
+            caveat,
+        });
+    }
+    Ok(out)
+}
+
+/// Evaluates a caveat formula (of a conditional answer, an expand tree or a lookup result)
+/// against the request's context (`ctx.caveat_context()`): `Has` if it holds, `HasNot` if it
+/// cannot, else `Conditional` with what is left of it.
+pub fn evaluate_caveats(ctx: &EvalContext, expr: &CaveatExpr) -> Result<Permissionship, EvalError> {
+    resolve_permissionship(ctx, Permissionship::Conditional(expr.clone()))
+}
+
+/// A permissionship with its caveats evaluated against the request's context.
+fn resolve_permissionship(
+    ctx: &EvalContext,
+    permissionship: Permissionship,
+) -> Result<Permissionship, EvalError> {
+    let Permissionship::Conditional(expr) = permissionship else {
+        return Ok(permissionship);
+    };
+    Ok(
+        match caveat::resolve(ctx.schema(), &expr, ctx.caveat_context())? {
+            caveat::Resolved::True => Permissionship::Has,
+            caveat::Resolved::False => Permissionship::HasNot,
+            caveat::Resolved::Partial { expr, .. } => Permissionship::Conditional(expr),
+        },
+    )
+}
+
+/// A member's condition evaluated against the request's context: `None` when it cannot hold,
+/// `Some(None)` when it holds, `Some(Some(rest))` when it still depends on missing context.
+fn resolve_condition(
+    ctx: &EvalContext,
+    condition: Option<CaveatExpr>,
+) -> Result<Option<Option<CaveatExpr>>, EvalError> {
+    let Some(expr) = condition else {
+        return Ok(Some(None));
+    };
+    Ok(
+        match caveat::resolve(ctx.schema(), &expr, ctx.caveat_context())? {
+            caveat::Resolved::True => Some(None),
+            caveat::Resolved::False => None,
+            caveat::Resolved::Partial { expr, .. } => Some(Some(expr)),
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests;
 
-/// The caveat parameters a conditional result still needs: those declared by the caveats in
-/// `expr` that neither the relationship nor the request context (`ctx.caveat_context()`) gives,
-/// in order of first appearance.
+/// The caveat parameters a conditional result still needs, sorted: those that the caveats
+/// still undecided after evaluating `expr` with the request's context
+/// (`ctx.caveat_context()`) depend on. Empty when the formula is decided. If evaluation fails
+/// (a context value of the wrong type), every declared parameter that neither the
+/// relationships nor the request give.
 pub fn missing_context(ctx: &EvalContext, expr: &CaveatExpr) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    collect_missing(ctx, expr, &mut out);
-    out
+    match caveat::resolve(ctx.schema(), expr, ctx.caveat_context()) {
+        Ok(caveat::Resolved::Partial { missing, .. }) => missing.into_iter().collect(),
+        Ok(caveat::Resolved::True | caveat::Resolved::False) => Vec::new(),
+        Err(_) => {
+            let mut out: Vec<String> = Vec::new();
+            collect_missing(ctx, expr, &mut out);
+            out.sort();
+            out
+        }
+    }
 }
 
 fn collect_missing(ctx: &EvalContext, expr: &CaveatExpr, out: &mut Vec<String>) {
     match expr {
-        CaveatExpr::Caveat { name, context } => {
+        CaveatExpr::Caveat { name, context, .. } => {
             if let Some(def) = ctx.schema().caveat(name) {
                 for (param, _) in def.parameters() {
                     let given =

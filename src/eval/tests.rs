@@ -1,4 +1,5 @@
-//! Unit tests of the evaluator on small schemas: rewrites, wildcards, depth, expiration.
+//! Unit tests of the evaluator on small schemas: rewrites, wildcards, depth, expiration with a
+//! controllable clock, and caveats evaluated at the top-level calls.
 
 use std::sync::Arc;
 
@@ -274,4 +275,333 @@ async fn shallow_expand_keeps_usersets_as_leaves() {
         .await
         .unwrap();
     assert!(matches!(tree.node, ExpandNode::Union(ref c) if c.len() == 2));
+}
+
+// ---- caveats and expiration -----------------------------------------------------------------
+
+const CAVEATED: &str = r#"
+use expiration
+
+caveat has_level(level int, required int) { level >= required }
+caveat on_network(ip ipaddress, cidr string) { ip.in_cidr(cidr) }
+
+definition user {}
+
+definition team {
+    relation member: user | user with expiration | user with has_level
+}
+
+definition folder {
+    relation viewer: user | team#member | user with on_network | user with expiration
+    permission view = viewer
+}
+
+definition document {
+    relation folder: folder | folder with on_network | folder with expiration
+    relation viewer: user | user:* | team#member | user with has_level | user with expiration | team#member with expiration
+    relation editor: user | user with has_level
+    relation banned: user | user with on_network | user with expiration
+    permission view = viewer + folder->view
+    permission edit_and_view = editor & view
+    permission view_unbanned = view - banned
+}
+"#;
+
+fn at(t: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(t).unwrap()
+}
+
+fn with_context(c: &EvalContext, json: &str) -> EvalContext {
+    c.clone()
+        .with_caveat_context(crate::model::ContextValue::parse_object(json).unwrap())
+}
+
+async fn answer(c: &EvalContext, resource: &str, perm: &str, subject: &str) -> CheckResult {
+    check(c, &obj(resource), perm, &subj(subject))
+        .await
+        .unwrap()
+}
+
+fn is_conditional(p: &Permissionship) -> bool {
+    matches!(p, Permissionship::Conditional(_))
+}
+
+#[tokio::test]
+async fn expiring_grants_hold_until_their_expiration_directly_through_a_team_and_an_arrow() {
+    let ds = store(
+        CAVEATED,
+        &[
+            "document:d#viewer@user:direct[expiration:2030-01-01T00:00:00Z]",
+            "document:d#viewer@team:t#member",
+            "team:t#member@user:member[expiration:2030-02-01T00:00:00Z]",
+            "document:d#folder@folder:f[expiration:2030-03-01T00:00:00Z]",
+            "folder:f#viewer@user:arrowed",
+            // Two expiring hops: the answer lasts until the earlier.
+            "document:d#viewer@team:t2#member[expiration:2030-06-01T00:00:00Z]",
+            "team:t2#member@user:nested[expiration:2030-05-01T00:00:00Z]",
+            // A ban that ends: no until then, yes after.
+            "document:d#viewer@user:banned",
+            "document:d#banned@user:banned[expiration:2030-01-15T00:00:00Z]",
+        ],
+    );
+    let cases = [
+        ("user:direct", "2030-01-01T00:00:00Z"),
+        ("user:member", "2030-02-01T00:00:00Z"),
+        ("user:arrowed", "2030-03-01T00:00:00Z"),
+        ("user:nested", "2030-05-01T00:00:00Z"),
+    ];
+    for (user, expiry) in cases {
+        let before = ctx_at(&ds, 50, at("2029-12-31T00:00:00Z"));
+        let r = answer(&before, "document:d", "view", user).await;
+        assert_eq!(r.permissionship, Permissionship::Has, "{user} before");
+        assert_eq!(r.expires_at, Some(at(expiry)), "{user}");
+        let just_before = Timestamp::from_micros(at(expiry).as_micros() - 1);
+        let r = answer(&ctx_at(&ds, 50, just_before), "document:d", "view", user).await;
+        assert_eq!(r.permissionship, Permissionship::Has, "{user} just before");
+        // At the expiration instant the relationship is gone (SpiceDB: expired at or after).
+        let after = ctx_at(&ds, 50, at(expiry));
+        let r = answer(&after, "document:d", "view", user).await;
+        assert_eq!(
+            r.permissionship,
+            Permissionship::HasNot,
+            "{user} at {expiry}"
+        );
+        let id = user.trim_start_matches("user:");
+        let listed = lookup_subjects(&after, &obj("document:d"), "view", "user", None)
+            .await
+            .unwrap();
+        assert!(!listed.iter().any(|s| s.subject_id == id), "{user}");
+        let listed = lookup_resources(&before, "document", "view", &subj(user))
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1, "{user}");
+    }
+    let before = ctx_at(&ds, 50, at("2030-01-10T00:00:00Z"));
+    let r = answer(&before, "document:d", "view_unbanned", "user:banned").await;
+    assert_eq!(r.permissionship, Permissionship::HasNot);
+    assert_eq!(r.expires_at, Some(at("2030-01-15T00:00:00Z")));
+    let after = ctx_at(&ds, 50, at("2030-01-15T00:00:00Z"));
+    let r = answer(&after, "document:d", "view_unbanned", "user:banned").await;
+    assert_eq!(r.permissionship, Permissionship::Has);
+    assert_eq!(r.expires_at, None);
+}
+
+#[tokio::test]
+async fn caveats_evaluate_through_union_intersection_exclusion_and_arrows() {
+    let ds = store(
+        CAVEATED,
+        &[
+            // Union: a caveated direct grant, and a caveated grant through the folder.
+            r#"document:d#viewer@user:u1[has_level:{"required": 3}]"#,
+            "document:d#folder@folder:f",
+            r#"folder:f#viewer@user:u1[on_network:{"cidr": "10.0.0.0/8"}]"#,
+            // Intersection: caveated editor and plain viewer.
+            r#"document:d#editor@user:u2[has_level:{"required": 3}]"#,
+            "document:d#viewer@user:u2",
+            // Exclusion: plain viewer, caveated ban.
+            "document:d#viewer@user:u3",
+            r#"document:d#banned@user:u3[on_network:{"cidr": "10.0.0.0/8"}]"#,
+            // Arrow through a caveated tupleset relationship.
+            r#"document:d2#folder@folder:f2[on_network:{"cidr": "192.168.0.0/16"}]"#,
+            "folder:f2#viewer@user:u4",
+        ],
+    );
+    let c = ctx(&ds);
+    /// (resource, permission, subject, request context, the missing context when conditional)
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a str, Option<&'a [&'a str]>);
+    let cases: &[Case] = &[
+        (
+            "document:d",
+            "view",
+            "user:u1",
+            "{}",
+            Some(&["ip", "level"]),
+        ),
+        ("document:d", "view", "user:u1", r#"{"level": 5}"#, None),
+        (
+            "document:d",
+            "view",
+            "user:u1",
+            r#"{"level": 1}"#,
+            Some(&["ip"]),
+        ),
+        (
+            "document:d",
+            "view",
+            "user:u1",
+            r#"{"level": 1, "ip": "1.2.3.4"}"#,
+            None,
+        ),
+        (
+            "document:d",
+            "view",
+            "user:u1",
+            r#"{"level": 1, "ip": "10.1.1.1"}"#,
+            None,
+        ),
+        (
+            "document:d",
+            "edit_and_view",
+            "user:u2",
+            "{}",
+            Some(&["level"]),
+        ),
+        (
+            "document:d",
+            "edit_and_view",
+            "user:u2",
+            r#"{"level": 3}"#,
+            None,
+        ),
+        (
+            "document:d",
+            "edit_and_view",
+            "user:u2",
+            r#"{"level": 2}"#,
+            None,
+        ),
+        (
+            "document:d",
+            "view_unbanned",
+            "user:u3",
+            "{}",
+            Some(&["ip"]),
+        ),
+        (
+            "document:d",
+            "view_unbanned",
+            "user:u3",
+            r#"{"ip": "10.0.0.5"}"#,
+            None,
+        ),
+        (
+            "document:d",
+            "view_unbanned",
+            "user:u3",
+            r#"{"ip": "1.1.1.1"}"#,
+            None,
+        ),
+        ("document:d2", "view", "user:u4", "{}", Some(&["ip"])),
+        (
+            "document:d2",
+            "view",
+            "user:u4",
+            r#"{"ip": "192.168.1.1"}"#,
+            None,
+        ),
+        (
+            "document:d2",
+            "view",
+            "user:u4",
+            r#"{"ip": "10.0.0.1"}"#,
+            None,
+        ),
+    ];
+    let expected_has = [
+        false, true, false, false, true, false, true, false, false, false, true, false, true, false,
+    ];
+    for ((resource, perm, user, json, missing), has) in cases.iter().zip(expected_has) {
+        let rc = with_context(&c, json);
+        let p = answer(&rc, resource, perm, user).await.permissionship;
+        let what = format!("{resource}#{perm}@{user} with {json}: {p:?}");
+        match missing {
+            Some(names) => {
+                let Permissionship::Conditional(expr) = &p else {
+                    panic!("{what}: expected conditional");
+                };
+                assert_eq!(missing_context(&rc, expr), *names, "{what}");
+            }
+            None => assert_eq!(p.is_has(), has, "{what}"),
+        }
+        assert!(!(missing.is_some() && has), "{what}");
+        // lookup_resources agrees: Has, Conditional, or not listed.
+        let (t, id) = resource.split_once(':').unwrap();
+        let found = lookup_resources(&rc, t, perm, &subj(user)).await.unwrap();
+        let listed = found.iter().find(|r| r.resource_id == id);
+        match (&p, listed) {
+            (Permissionship::HasNot, None) => {}
+            (Permissionship::Has, Some(r)) => assert!(r.permissionship.is_has(), "{what}"),
+            (Permissionship::Conditional(_), Some(r)) => {
+                assert!(is_conditional(&r.permissionship), "{what}")
+            }
+            (_, other) => panic!("{what}: lookup_resources listed {other:?}"),
+        }
+        // lookup_subjects agrees: unconditional, with a caveat, or absent.
+        let found = lookup_subjects(&rc, &obj(resource), perm, "user", None)
+            .await
+            .unwrap();
+        let uid = user.trim_start_matches("user:");
+        let listed = found.iter().find(|s| s.subject_id == uid);
+        match (&p, listed) {
+            (Permissionship::HasNot, None) => {}
+            (Permissionship::Has, Some(s)) => assert_eq!(s.caveat, None, "{what}"),
+            (Permissionship::Conditional(_), Some(s)) => assert!(s.caveat.is_some(), "{what}"),
+            (_, other) => panic!("{what}: lookup_subjects listed {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn lookup_subjects_evaluates_exclusions_of_a_wildcard() {
+    let ds = store(
+        CAVEATED,
+        &[
+            "document:pub#viewer@user:*",
+            r#"document:pub#banned@user:u5[on_network:{"cidr": "10.0.0.0/8"}]"#,
+            "document:pub#banned@user:u6",
+        ],
+    );
+    let c = ctx(&ds);
+    let excluded = |found: &[FoundSubject]| -> Vec<(String, bool)> {
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].subject_id, "*");
+        found[0]
+            .excluded
+            .iter()
+            .map(|e| (e.subject_id.clone(), e.caveat.is_some()))
+            .collect()
+    };
+    for (json, want) in [
+        ("{}", vec![("u5", true), ("u6", false)]),
+        (r#"{"ip": "10.9.9.9"}"#, vec![("u5", false), ("u6", false)]),
+        (r#"{"ip": "11.0.0.1"}"#, vec![("u6", false)]),
+    ] {
+        let rc = with_context(&c, json);
+        let found = lookup_subjects(&rc, &obj("document:pub"), "view_unbanned", "user", None)
+            .await
+            .unwrap();
+        let want: Vec<(String, bool)> = want.into_iter().map(|(i, c)| (i.to_string(), c)).collect();
+        assert_eq!(excluded(&found), want, "{json}");
+        let u5 = answer(&rc, "document:pub", "view_unbanned", "user:u5").await;
+        let via_lookup = want.iter().find(|(i, _)| i == "u5");
+        match via_lookup {
+            None => assert!(u5.permissionship.is_has(), "{json}"),
+            Some((_, true)) => assert!(is_conditional(&u5.permissionship), "{json}"),
+            Some((_, false)) => assert_eq!(u5.permissionship, Permissionship::HasNot, "{json}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_caveat_that_fails_is_an_error_naming_caveat_and_relationship() {
+    let ds = store(
+        CAVEATED,
+        &[r#"document:d#viewer@user:u1[has_level:{"required": 3}]"#],
+    );
+    let rc = with_context(&ctx(&ds), r#"{"level": "high"}"#);
+    let err = check(&rc, &obj("document:d"), "view", &subj("user:u1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "caveat `has_level` could not be evaluated: parameter `level` is declared `int`, but the request's context gives `\"high\"`: expected an integer, found `\"high\"` (relationship `document:d#viewer@user:u1`)"
+    );
+    // Unevaluated, the same question is conditional (expand keeps caveats in the tree).
+    let tree = expand(&rc, &obj("document:d"), "viewer", ExpandMode::Shallow)
+        .await
+        .unwrap();
+    match tree.node {
+        ExpandNode::Leaf(subjects) => assert!(subjects[0].caveat.is_some()),
+        other => panic!("expected a leaf, got {other:?}"),
+    }
 }

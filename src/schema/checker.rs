@@ -219,6 +219,8 @@ impl<'f> Checker<'f> {
         for caveat in self.caveats.values().copied().collect::<Vec<_>>() {
             let mut parameters: Vec<(String, CaveatType)> = Vec::new();
             let used = referenced_identifiers(&caveat.expression);
+            // Unknown parameter types make the expression's types unknown: not checked then.
+            let mut parameters_broken = false;
             for param in &caveat.params {
                 if parameters.iter().any(|(n, _)| *n == param.name.text) {
                     self.error(
@@ -228,9 +230,11 @@ impl<'f> Checker<'f> {
                             param.name.text, caveat.name.text
                         ),
                     );
+                    parameters_broken = true;
                     continue;
                 }
                 let Some(ty) = self.caveat_type(&param.ty, &param.name, &caveat.name) else {
+                    parameters_broken = true;
                     continue;
                 };
                 if !used.contains(param.name.text.as_str()) {
@@ -244,6 +248,21 @@ impl<'f> Checker<'f> {
                 }
                 parameters.push((param.name.text.clone(), ty));
             }
+            if parameters_broken {
+                continue;
+            }
+            let program = match super::caveat::compile(
+                &caveat.name.text,
+                &parameters,
+                &caveat.expression,
+                caveat.expression_span,
+            ) {
+                Ok(program) => program,
+                Err(errors) => {
+                    self.errors.extend(errors);
+                    continue;
+                }
+            };
             out.insert(
                 caveat.name.text.clone(),
                 CaveatDefinition {
@@ -252,6 +271,7 @@ impl<'f> Checker<'f> {
                     expression: caveat.expression.clone(),
                     expression_span: caveat.expression_span,
                     span: caveat.span,
+                    program,
                 },
             );
         }
@@ -1083,14 +1103,15 @@ definition document {
             ]
         );
         assert!(
-            one_err("caveat Cav(a int) { a }").starts_with("1:8: caveat name `Cav` is invalid")
+            one_err("caveat Cav(a int) { a == 1 }")
+                .starts_with("1:8: caveat name `Cav` is invalid")
         );
     }
 
     #[test]
     fn caveat_parameter_types() {
         ok(
-            "caveat cav(a int, b uint, c double, d bool, e string, f bytes, g duration, h timestamp, i list<list<int>>, j map<string>, k ipaddress, l any) {\n a + b + c + d + e + f + g + h + i + j + k + l\n}",
+            "caveat cav(a int, b uint, c double, d bool, e string, f bytes, g duration, h timestamp, i list<list<int>>, j map<string>, k ipaddress, l any) {\n a + b > 0 && c > 0.0 && d && e + j.x != '' && f.size() > 0 && h + g > h && i[0][0] == 1 && k.in_cidr('1.2.3.0/24') && l\n}",
         );
         assert_eq!(
             one_err("caveat cav(someParam foobar) { someParam == 42 }"),
@@ -1109,7 +1130,7 @@ definition document {
             "1:14: type `map` takes 1 type argument, found 2"
         );
         assert_eq!(
-            one_err("caveat cav(a int, b int) {\n a == 1 && 'b' == \"b\" && x.b\n}"),
+            one_err("caveat cav(a int, b int) {\n a == 1 && 'b' == \"b\" && {'k': 1}.b == 1\n}"),
             "1:19: parameter `b` of caveat `cav` is not used in its expression"
         );
     }

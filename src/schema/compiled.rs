@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::caveat::CaveatProgram;
 use super::error::SchemaError;
 
 /// A position in schema text: 1-based line and column (in characters).
@@ -249,6 +250,7 @@ pub struct CaveatDefinition {
     pub(crate) expression: String,
     pub(crate) expression_span: Span,
     pub(crate) span: Span,
+    pub(crate) program: CaveatProgram,
 }
 
 impl CaveatDefinition {
@@ -283,6 +285,11 @@ impl CaveatDefinition {
     /// Where the declaration starts.
     pub fn span(&self) -> Span {
         self.span
+    }
+
+    /// The parsed, type-checked expression.
+    pub fn program(&self) -> &CaveatProgram {
+        &self.program
     }
 }
 

@@ -1,6 +1,7 @@
 //! The schema language: lexer → parser (AST with spans, every error reported) → checker → `Schema`.
 
 mod ast;
+mod caveat;
 mod checker;
 mod compiled;
 mod error;
@@ -8,6 +9,7 @@ mod lexer;
 mod parser;
 mod relationship_check;
 
+pub use caveat::{CaveatProgram, MAX_EXPRESSION_CHARS, MAX_PARSE_DEPTH};
 pub use compiled::{
     AllowedKind, AllowedSubject, ArrowKind, CaveatDefinition, CaveatType, Definition, RelationDef,
     RelationKind, Rewrite, Schema, Span,

@@ -70,7 +70,7 @@ pub trait Datastore: Send + Sync {
         let mut loaded = 0u64;
         let revision = self.write(&mut |txn| {
             loaded = 0;
-            for rel in relationships.by_ref() {
+            for rel in &mut *relationships {
                 txn.create(rel?)?;
                 loaded += 1;
             }

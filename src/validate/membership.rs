@@ -620,6 +620,7 @@ mod tests {
         CaveatExpr::Caveat {
             name: name.to_string(),
             context: Default::default(),
+            relationship: None,
         }
     }
 

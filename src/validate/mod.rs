@@ -2,7 +2,7 @@
 //! `arbor validate` and by the conformance tests.
 //!
 //! ```text
-//! text ──file──▶ ValidationFile ──runner──▶ Report ──▶ Outcome (passed / failed / skipped)
+//! text ──file──▶ ValidationFile ──runner──▶ Report ──▶ Outcome (passed / failed)
 //!          │                         │
 //!          └── ValidateError ◀───────┘  (cannot load: YAML, schema, relationships; with file:line:column)
 //! ```
@@ -25,5 +25,5 @@ pub use file::{
 };
 pub use locate::Position;
 pub use membership::ExpandedSubject;
-pub use report::{CheckKind, Failure, Outcome, Report, Undecided};
-pub use runner::{expand_subjects, load, run, run_file, run_text};
+pub use report::{CheckKind, Failure, Outcome, Report};
+pub use runner::{expand_subjects, load, load_into, run, run_file, run_on, run_text};

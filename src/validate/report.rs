@@ -1,5 +1,5 @@
-//! `Report`: what running one validation file found — failures, checks that need caveat
-//! evaluation, and the resulting `Outcome`.
+//! `Report`: what running one validation file found — its failures, and the resulting
+//! `Outcome`.
 
 use std::fmt::{self, Write as _};
 
@@ -12,15 +12,9 @@ pub enum Outcome {
     Passed,
     /// At least one assertion or validation entry does not hold.
     Failed,
-    /// Nothing failed, but some assertions could not be decided because they need caveat
-    /// (CEL) evaluation, which Arbor does not do yet. Never counted as passed.
-    Skipped {
-        /// Why, for a person.
-        reason: String,
-    },
 }
 
-/// What kind of check a failure or undecided check comes from.
+/// What kind of check a failure comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CheckKind {
     /// An `assertTrue` item.
@@ -59,19 +53,6 @@ pub struct Failure {
     pub actual: Option<String>,
 }
 
-/// One assertion that cannot be decided without caveat evaluation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Undecided {
-    /// Which kind of assertion.
-    pub check: CheckKind,
-    /// Where it is written.
-    pub position: Position,
-    /// The assertion as written.
-    pub text: String,
-    /// Why it cannot be decided.
-    pub reason: String,
-}
-
 /// The result of running one validation file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Report {
@@ -85,35 +66,19 @@ pub struct Report {
     pub validation_entries: usize,
     /// Checks that do not hold.
     pub failures: Vec<Failure>,
-    /// Assertions that need caveat evaluation to be decided.
-    pub undecided: Vec<Undecided>,
 }
 
 impl Report {
-    /// The verdict: failed if anything failed; else skipped if anything is undecided; else passed.
+    /// The verdict: failed if anything failed, else passed.
     pub fn outcome(&self) -> Outcome {
-        if !self.failures.is_empty() {
-            return Outcome::Failed;
-        }
-        match self.undecided.first() {
-            None => Outcome::Passed,
-            Some(first) => Outcome::Skipped {
-                reason: format!(
-                    "{} assertion{} need{} caveat (CEL) evaluation, which is not implemented yet; first: {} `{}` at {}:{}: {}",
-                    self.undecided.len(),
-                    if self.undecided.len() == 1 { "" } else { "s" },
-                    if self.undecided.len() == 1 { "s" } else { "" },
-                    first.check,
-                    first.text,
-                    self.file,
-                    first.position,
-                    first.reason,
-                ),
-            },
+        if self.failures.is_empty() {
+            Outcome::Passed
+        } else {
+            Outcome::Failed
         }
     }
 
-    /// A human-readable report: one summary line, then each failure (and undecided check).
+    /// A human-readable report: one summary line, then each failure.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let checks = format!(
@@ -135,9 +100,6 @@ impl Report {
                     if self.failures.len() == 1 { "" } else { "s" }
                 );
             }
-            Outcome::Skipped { reason } => {
-                let _ = writeln!(out, "{}: skipped: {reason}", self.file);
-            }
         }
         for f in &self.failures {
             let _ = writeln!(
@@ -151,13 +113,6 @@ impl Report {
             if let Some(a) = &f.actual {
                 let _ = writeln!(out, "    actual:   {a}");
             }
-        }
-        for u in &self.undecided {
-            let _ = writeln!(
-                out,
-                "{}:{}: {} `{}` undecided: {}",
-                self.file, u.position, u.check, u.text, u.reason
-            );
         }
         out
     }
@@ -177,20 +132,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outcome_prefers_failure_over_skip() {
+    fn outcome_and_rendering() {
         let mut r = Report {
             file: "f.yaml".to_string(),
+            relationships: 1,
             ..Report::default()
         };
         assert_eq!(r.outcome(), Outcome::Passed);
-        r.undecided.push(Undecided {
-            check: CheckKind::AssertTrue,
-            position: Position::new(3, 7),
-            text: "a:b#c@d:e".to_string(),
-            reason: "conditional on `cav`".to_string(),
-        });
-        assert!(matches!(r.outcome(), Outcome::Skipped { .. }));
-        assert!(r.render().contains("f.yaml:3:7"));
+        assert_eq!(
+            r.render(),
+            "f.yaml: ok (1 relationship, 0 assertions, 0 validation checks)\n"
+        );
         r.failures.push(Failure {
             check: CheckKind::Validation,
             position: Position::new(9, 5),
@@ -199,6 +151,9 @@ mod tests {
             actual: None,
         });
         assert_eq!(r.outcome(), Outcome::Failed);
-        assert!(r.render().contains("f.yaml:9:5: validation: x"));
+        assert!(
+            r.render()
+                .contains("f.yaml:9:5: validation: x\n    expected: e")
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Running a validation file: compile the schema, check and load the relationships into a
-//! fresh in-memory datastore, run every assertion with `check` and every `validation:` entry
-//! with a recursive `expand`, and collect the results into a `Report`.
+//! fresh in-memory datastore, run every assertion with `check` (its `with {...}` context as
+//! the request's caveat context) and every `validation:` entry with a recursive `expand`, and
+//! collect the results into a `Report`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use super::error::{ErrorKind, ValidateError};
 use super::expected::ResourceRelation;
 use super::file::{Assertion, AssertionKind, ExpectedEntry, ValidationFile};
 use super::membership::{ExpandedSubject, SubjectSet};
-use super::report::{CheckKind, Failure, Report, Undecided};
+use super::report::{CheckKind, Failure, Report};
 
 /// Reads, loads and runs the validation file at `path`, evaluating at the current time.
 pub async fn run_file(path: &Path) -> Result<Report, ValidateError> {
@@ -34,7 +35,17 @@ pub async fn run_text(name: &str, text: &str, base_dir: &Path) -> Result<Report,
 /// count). A file that cannot be loaded (schema or relationship errors) is an `Err`; failing
 /// checks are in the `Report`.
 pub async fn run(file: &ValidationFile, now: Timestamp) -> Result<Report, ValidateError> {
-    let ctx = load(file, now)?;
+    run_on(file, now, &MemoryDatastore::new()).await
+}
+
+/// As [`run`], loading into `datastore` (empty) instead of a fresh in-memory one, so the
+/// same files run on every datastore.
+pub async fn run_on(
+    file: &ValidationFile,
+    now: Timestamp,
+    datastore: &dyn Datastore,
+) -> Result<Report, ValidateError> {
+    let ctx = load_into(file, now, datastore)?;
     tracing::debug!(
         file = %file.name,
         relationships = file.relationships.len(),
@@ -61,6 +72,15 @@ pub async fn run(file: &ValidationFile, now: Timestamp) -> Result<Report, Valida
 /// Compiles the file's schema, checks every relationship against it and loads both into a
 /// fresh in-memory datastore; returns the context to evaluate against, at `now`.
 pub fn load(file: &ValidationFile, now: Timestamp) -> Result<EvalContext, ValidateError> {
+    load_into(file, now, &MemoryDatastore::new())
+}
+
+/// As [`load`], into `datastore` (empty) instead of a fresh in-memory one.
+pub fn load_into(
+    file: &ValidationFile,
+    now: Timestamp,
+    datastore: &dyn Datastore,
+) -> Result<EvalContext, ValidateError> {
     let schema = Arc::new(compile_schema(file)?);
     for r in &file.relationships {
         schema.validate_relationship(&r.relationship).map_err(|e| {
@@ -77,7 +97,6 @@ pub fn load(file: &ValidationFile, now: Timestamp) -> Result<EvalContext, Valida
 
     let store_err =
         |e: StoreError| ValidateError::new(&file.name, None, ErrorKind::Store(e.to_string()));
-    let datastore = MemoryDatastore::new();
     let revision = datastore
         .write(&mut |txn| {
             txn.write_schema(Arc::clone(&schema))?;
@@ -143,14 +162,25 @@ fn check_kind(kind: AssertionKind) -> CheckKind {
     }
 }
 
-fn describe(p: &Permissionship) -> String {
+fn describe(ctx: &EvalContext, p: &Permissionship) -> String {
     match p {
         Permissionship::Has => "has the permission".to_string(),
         Permissionship::HasNot => "does not have the permission".to_string(),
-        Permissionship::Conditional(expr) => format!("conditional on caveats ({expr})"),
+        Permissionship::Conditional(expr) => {
+            let missing = eval::missing_context(ctx, expr)
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("conditional on caveats ({expr}), missing context {missing}")
+        }
     }
 }
 
+// As SpiceDB's developer assertions (`pkg/development/assertions.go`): the check runs with the
+// assertion's context as the request's caveat context; `assertTrue` needs the permission,
+// `assertFalse` its absence, `assertCaveated` a conditional answer (the caveats still need
+// context that was not given).
 async fn run_assertion(ctx: &EvalContext, assertion: &Assertion, report: &mut Report) {
     let check = check_kind(assertion.kind);
     let fail = |message: String, expected: Option<String>, actual: Option<String>| Failure {
@@ -169,7 +199,10 @@ async fn run_assertion(ctx: &EvalContext, assertion: &Assertion, report: &mut Re
         ));
         return;
     }
-    let result = match eval::check(ctx, rel.resource(), rel.relation(), rel.subject()).await {
+    let ctx = ctx
+        .clone()
+        .with_caveat_context(assertion.context.clone().unwrap_or_default());
+    let result = match eval::check(&ctx, rel.resource(), rel.relation(), rel.subject()).await {
         Ok(r) => r.permissionship,
         Err(e) => {
             report.failures.push(fail(
@@ -183,44 +216,19 @@ async fn run_assertion(ctx: &EvalContext, assertion: &Assertion, report: &mut Re
     let expected_text = match assertion.kind {
         AssertionKind::True => "has the permission",
         AssertionKind::False => "does not have the permission",
-        AssertionKind::Caveated => "conditional on caveats",
+        AssertionKind::Caveated => "conditional on caveats (missing context)",
     };
-    let holds = match (&result, assertion.kind) {
-        (Permissionship::Conditional(expr), _) => {
-            // Without caveat evaluation a conditional answer decides nothing: the caveats
-            // may evaluate (with the relationship's and the assertion's context) to true,
-            // false, or stay conditional.
-            let names = expr.caveat_names();
-            let plural = if names.len() == 1 { "" } else { "s" };
-            let names = names
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let with = if assertion.context.is_some() {
-                " with the given context"
-            } else {
-                ""
-            };
-            report.undecided.push(Undecided {
-                check,
-                position: assertion.position,
-                text: assertion.text.clone(),
-                reason: format!(
-                    "the answer depends on caveat{plural} {names}, which must be evaluated{with}"
-                ),
-            });
-            return;
-        }
+    let holds = matches!(
+        (&result, assertion.kind),
         (Permissionship::Has, AssertionKind::True)
-        | (Permissionship::HasNot, AssertionKind::False) => true,
-        _ => false,
-    };
+            | (Permissionship::HasNot, AssertionKind::False)
+            | (Permissionship::Conditional(_), AssertionKind::Caveated)
+    );
     if !holds {
         report.failures.push(fail(
             format!("`{}` does not hold", assertion.text),
             Some(expected_text.to_string()),
-            Some(describe(&result)),
+            Some(describe(&ctx, &result)),
         ));
     }
 }
@@ -443,7 +451,7 @@ mod tests {
     }
 
     #[test]
-    fn passes_fails_and_skips() {
+    fn passes_and_fails() {
         let ok = run_yaml(
             "relationships: |-
   document:a#viewer@user:tom
@@ -474,33 +482,81 @@ assertions:
         assert_eq!(failed.outcome(), Outcome::Failed);
         assert_eq!(failed.failures[0].position, Position::new(16, 7));
 
-        let skipped = run_yaml(
+        // Caveats are evaluated with the assertion's context as the request's context.
+        let caveated = run_yaml(
             "relationships: |-
   document:a#viewer@user:tom[cav]
+  document:a#viewer@user:ann[cav:{\"a\": 1}]
 assertions:
   assertTrue:
     - 'document:a#view@user:tom with {\"a\": 1}'
+    - document:a#view@user:ann
+    - 'document:a#view@user:ann with {\"a\": 2}'
+  assertCaveated:
+    - document:a#view@user:tom
+    - 'document:a#view@user:tom with {\"b\": 1}'
   assertFalse:
+    - 'document:a#view@user:tom with {\"a\": 2}'
     - document:a#view@user:fred
 ",
         );
-        assert!(
-            matches!(skipped.outcome(), Outcome::Skipped { .. }),
-            "{}",
-            skipped.render()
-        );
+        assert_eq!(caveated.outcome(), Outcome::Passed, "{}", caveated.render());
 
-        // A decided failure next to an undecided assertion: failed, not skipped.
-        let mixed = run_yaml(
+        // Each kind fails when the evaluated answer is another.
+        for (kind, item) in [
+            ("assertTrue", "document:a#view@user:tom"),
+            ("assertTrue", "'document:a#view@user:tom with {\"a\": 2}'"),
+            ("assertFalse", "document:a#view@user:tom"),
+            (
+                "assertCaveated",
+                "'document:a#view@user:tom with {\"a\": 1}'",
+            ),
+            (
+                "assertCaveated",
+                "'document:a#view@user:tom with {\"a\": 2}'",
+            ),
+            ("assertCaveated", "document:a#view@user:ann"),
+        ] {
+            let r = run_yaml(&format!(
+                "relationships: |-\n  document:a#viewer@user:tom[cav]\n  document:a#viewer@user:ann[cav:{{\"a\": 1}}]\nassertions:\n  {kind}:\n    - {item}\n"
+            ));
+            assert_eq!(
+                r.outcome(),
+                Outcome::Failed,
+                "{kind} {item}\n{}",
+                r.render()
+            );
+        }
+        let r = run_yaml(
             "relationships: |-
   document:a#viewer@user:tom[cav]
 assertions:
   assertTrue:
     - document:a#view@user:tom
-    - document:a#view@user:fred
 ",
         );
-        assert_eq!(mixed.outcome(), Outcome::Failed);
+        assert_eq!(
+            r.failures[0].actual.as_deref(),
+            Some("conditional on caveats (cav), missing context `a`")
+        );
+
+        // A context value of the wrong type is a failure naming it.
+        let r = run_yaml(
+            "relationships: |-
+  document:a#viewer@user:tom[cav]
+assertions:
+  assertTrue:
+    - 'document:a#view@user:tom with {\"a\": \"x\"}'
+",
+        );
+        assert_eq!(r.outcome(), Outcome::Failed);
+        assert!(
+            r.failures[0]
+                .message
+                .contains("parameter `a` is declared `int`"),
+            "{}",
+            r.render()
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Differential test against SpiceDB: every check of the committed workloads `xs` (1,000
 //! checks) and `s` (10,000), answered by `eval::check`, must equal SpiceDB's answer in
-//! `expected.txt` (recorded with `fully_consistent` by `spicedb_peer.py expected`).
+//! `expected.txt` (recorded with `fully_consistent` by `spicedb_peer.py expected`), with the
+//! relationships loaded into the memory datastore and into a RocksDB one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,15 +96,17 @@ fn answer_all(ctx: Arc<EvalContext>, checks: Arc<Vec<Check>>) -> Vec<String> {
     })
 }
 
-/// Loads workload `size`, answers all its checks and compares them with SpiceDB's.
-fn agrees_with_spicedb(size: &str) {
+/// Loads workload `size` into `engine`, answers all its checks and compares them with
+/// SpiceDB's.
+fn agrees_with_spicedb(size: &str, engine: crate::Engine) {
     let dir = PathBuf::from(DATA).join(size);
     let started = Instant::now();
     let schema = crate::compile(&read(&dir, "schema.zed"));
     let rels: Vec<Relationship> = data_lines(&read(&dir, "relationships.txt"))
         .map(|l| Relationship::parse(l).unwrap_or_else(|e| panic!("relationship `{l}`: {e}")))
         .collect();
-    let ctx = Arc::new(crate::load(schema, &rels, DEFAULT_MAX_DEPTH));
+    let (ctx, _dir) = crate::load_on(engine, schema, &rels, DEFAULT_MAX_DEPTH);
+    let ctx = Arc::new(ctx);
     let loaded = started.elapsed();
 
     let checks: Vec<Check> = data_lines(&read(&dir, "checks.txt"))
@@ -143,7 +146,7 @@ fn agrees_with_spicedb(size: &str) {
     let trues = expected.iter().filter(|(_, a)| a == "true").count();
     // Durations are printed to size the test, not asserted: speed is the benchmarks' job.
     println!(
-        "{size}: {} relationships loaded in {loaded:.2?}; {} checks ({trues} true in SpiceDB's \
+        "{size} on {engine:?}: {} relationships loaded in {loaded:.2?}; {} checks ({trues} true in SpiceDB's \
          answers) evaluated in {evaluated:.2?}; {} equal to SpiceDB's, {} different",
         rels.len(),
         checks.len(),
@@ -162,10 +165,20 @@ fn agrees_with_spicedb(size: &str) {
 
 #[test]
 fn workload_xs_agrees_with_spicedb() {
-    agrees_with_spicedb("xs");
+    agrees_with_spicedb("xs", crate::Engine::Memory);
 }
 
 #[test]
 fn workload_s_agrees_with_spicedb() {
-    agrees_with_spicedb("s");
+    agrees_with_spicedb("s", crate::Engine::Memory);
+}
+
+#[test]
+fn workload_xs_agrees_with_spicedb_on_rocksdb() {
+    agrees_with_spicedb("xs", crate::Engine::Rocks);
+}
+
+#[test]
+fn workload_s_agrees_with_spicedb_on_rocksdb() {
+    agrees_with_spicedb("s", crate::Engine::Rocks);
 }

@@ -13,6 +13,14 @@
 //! evaluation runs around a data cycle without finding the subject with a max-depth error, and
 //! so does Arbor: `DepthExceeded` is accepted exactly where the truth is "no" (or, for lookups
 //! and expand, where the walk can reach a cycle), and counted.
+//!
+//! With caveats (`caveats_three_valued`), answers are three-valued: relationships carry random
+//! caveats with random (often partial) contexts, each seed is asked with several random request
+//! contexts, and the fixpoint is computed over yes / unknown / no (union is the maximum,
+//! intersection the minimum, exclusion `a AND NOT b`, arrows AND the caveat of the tupleset
+//! relationship), each caveat decided by a little evaluator of its own written here. `check`
+//! (Has / Conditional / HasNot), `lookup_resources` and `lookup_subjects` (wildcards and their
+//! exclusions included) must all give exactly that truth.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
@@ -20,7 +28,7 @@ use std::time::Instant;
 use arbor::eval::{
     self, EvalContext, EvalError, ExpandMode, ExpandNode, ExpandTree, Permissionship,
 };
-use arbor::model::{ObjectRef, Relationship, SubjectRef};
+use arbor::model::{ContextMap, ContextValue, ObjectRef, Relationship, SubjectRef};
 use arbor::schema::{AllowedKind, ArrowKind, RelationKind, Rewrite, Schema};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -1014,4 +1022,699 @@ fn fixpoint_oracle_knows_the_answers() {
     assert!(cyclic.contains(&node("folder", "g", "view")));
     assert!(!cyclic.contains(&node("folder", "g", "banned")));
     assert!(!cyclic.contains(&node("org", "root", "admin")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Caveats: three-valued answers.
+// ---------------------------------------------------------------------------------------------
+
+/// Seeds of the caveated schema; `ARBOR_ORACLE_SEEDS` overrides.
+const CAVEAT_SEEDS: u64 = 40;
+
+/// Request contexts each caveated seed is asked with (the first is always empty).
+const REQUESTS_PER_SEED: usize = 3;
+
+/// Caveats on relations, usersets, wildcards, arrows (both kinds) and exclusions; one caveat
+/// compares two numbers, the other can be decided by one of its two parameters alone.
+const CAVEATED: &str = "caveat at_least(level int, required int) { level >= required }
+caveat either(a bool, b bool) { a || b }
+
+definition user {}
+
+definition group {
+    relation member: user | user with at_least | group#member | group#member with either
+}
+
+definition folder {
+    relation parent: folder | folder with either
+    relation viewer: user | user with at_least | group#member
+    relation banned: user with either
+    permission view = (viewer + parent->view) - banned
+}
+
+definition doc {
+    relation folder: folder | folder with at_least
+    relation viewer: user | user with either | user:* with at_least | group#member
+    relation editor: user | user with at_least
+    relation banned: user | user with either | group#member with at_least
+    permission view = (viewer + folder->view) - banned
+    permission edit = editor & view
+    permission view_all = folder.all(view)
+}
+";
+
+/// Three-valued truth, ordered no < unknown < yes: union is the maximum, intersection the
+/// minimum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Tv {
+    No,
+    Unknown,
+    Yes,
+}
+
+impl Tv {
+    fn not(self) -> Tv {
+        match self {
+            Tv::No => Tv::Yes,
+            Tv::Unknown => Tv::Unknown,
+            Tv::Yes => Tv::No,
+        }
+    }
+
+    fn of(p: &Permissionship) -> Tv {
+        match p {
+            Permissionship::Has => Tv::Yes,
+            Permissionship::HasNot => Tv::No,
+            Permissionship::Conditional(_) => Tv::Unknown,
+        }
+    }
+}
+
+/// A caveat on a generated relationship: its name and the context bound on it.
+type Cav = (String, serde_json::Map<String, serde_json::Value>);
+
+/// One seed's caveated data.
+struct CWorld {
+    universe: BTreeMap<String, Vec<String>>,
+    direct: HashMap<Node, Vec<(Subject, Option<Cav>)>>,
+    lines: Vec<String>,
+}
+
+/// A context for caveat `name` as a relationship would carry it: usually `required`, rarely
+/// `level` too (which then wins over the request's); any of `a` and `b`.
+fn relationship_context(
+    name: &str,
+    rng: &mut StdRng,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    match name {
+        "at_least" => {
+            if rng.gen_bool(0.85) {
+                m.insert("required".into(), rng.gen_range(1..=3).into());
+            }
+            if rng.gen_bool(0.15) {
+                m.insert("level".into(), rng.gen_range(1..=3).into());
+            }
+        }
+        _ => {
+            if rng.gen_bool(0.5) {
+                m.insert("a".into(), rng.gen_bool(0.5).into());
+            }
+            if rng.gen_bool(0.3) {
+                m.insert("b".into(), rng.gen_bool(0.5).into());
+            }
+        }
+    }
+    m
+}
+
+/// A random request context over every parameter (each maybe absent).
+fn request_context(rng: &mut StdRng) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    if rng.gen_bool(0.6) {
+        m.insert("level".into(), rng.gen_range(1..=3).into());
+    }
+    for p in ["a", "b"] {
+        if rng.gen_bool(0.5) {
+            m.insert(p.into(), rng.gen_bool(0.5).into());
+        }
+    }
+    m
+}
+
+/// Random acyclic relationships for `schema`, every allowed subject type (caveated ones with
+/// a random context) used.
+fn generate_caveated(schema: &Schema, rng: &mut StdRng) -> CWorld {
+    let mut pool: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut universe: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for def in schema.definitions() {
+        let n = rng.gen_range(3..=4);
+        let ids: Vec<String> = (0..n).map(|i| format!("{}{i}", def.name())).collect();
+        let mut all = ids.clone();
+        all.push(format!("{}_nobody", def.name()));
+        pool.insert(def.name().to_string(), ids);
+        universe.insert(def.name().to_string(), all);
+    }
+    let mut tuples: BTreeMap<(Node, Subject), Option<Cav>> = BTreeMap::new();
+    for def in schema.definitions() {
+        let t = def.name();
+        let ids = &pool[t];
+        for rdef in def.relations() {
+            let RelationKind::Relation(allowed) = rdef.kind() else {
+                continue;
+            };
+            for a in allowed {
+                let st = a.subject_type.as_str();
+                let make = |sid: &str| match &a.kind {
+                    AllowedKind::Object => Subject::Object((st.to_string(), sid.to_string())),
+                    AllowedKind::Relation(r) => {
+                        Subject::Userset((st.to_string(), sid.to_string()), r.clone())
+                    }
+                    AllowedKind::Wildcard => Subject::Wildcard(st.to_string()),
+                };
+                let mut add = |rng: &mut StdRng, key: (Node, Subject)| {
+                    let cav = a
+                        .caveat
+                        .as_ref()
+                        .map(|c| (c.clone(), relationship_context(c, rng)));
+                    tuples.entry(key).or_insert(cav);
+                };
+                if a.kind == AllowedKind::Wildcard {
+                    for id in ids {
+                        if rng.gen_bool(0.2) {
+                            add(rng, (node(t, id, rdef.name()), make("*")));
+                        }
+                    }
+                } else if st == t {
+                    for i in 1..ids.len() {
+                        if rng.gen_bool(0.5) {
+                            let j = rng.gen_range(0..i);
+                            add(rng, (node(t, &ids[i], rdef.name()), make(&ids[j])));
+                        }
+                    }
+                } else {
+                    let subject_ids = &pool[st];
+                    for id in ids {
+                        let count = [0, 0, 1, 1, 2][rng.gen_range(0..5)];
+                        for _ in 0..count {
+                            let sid = &subject_ids[rng.gen_range(0..subject_ids.len())];
+                            add(rng, (node(t, id, rdef.name()), make(sid)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut direct: HashMap<Node, Vec<(Subject, Option<Cav>)>> = HashMap::new();
+    let mut lines = Vec::new();
+    for (((t, id, r), s), cav) in tuples {
+        let caveat = match &cav {
+            None => String::new(),
+            Some((name, ctx)) if ctx.is_empty() => format!("[{name}]"),
+            Some((name, ctx)) => {
+                format!("[{name}:{}]", serde_json::Value::Object(ctx.clone()))
+            }
+        };
+        lines.push(format!("{t}:{id}#{r}@{}{caveat}", s.text()));
+        direct.entry((t, id, r)).or_default().push((s, cav));
+    }
+    CWorld {
+        universe,
+        direct,
+        lines,
+    }
+}
+
+/// The oracle's own evaluation of one caveat: the relationship's context over the request's.
+fn leaf_truth(cav: &Option<Cav>, request: &serde_json::Map<String, serde_json::Value>) -> Tv {
+    let Some((name, bound)) = cav else {
+        return Tv::Yes;
+    };
+    let get = |k: &str| bound.get(k).or_else(|| request.get(k));
+    let yes_no = |b: bool| if b { Tv::Yes } else { Tv::No };
+    match name.as_str() {
+        "at_least" => match (
+            get("level").and_then(|v| v.as_i64()),
+            get("required").and_then(|v| v.as_i64()),
+        ) {
+            (Some(level), Some(required)) => yes_no(level >= required),
+            _ => Tv::Unknown,
+        },
+        "either" => {
+            let (a, b) = (
+                get("a").and_then(|v| v.as_bool()),
+                get("b").and_then(|v| v.as_bool()),
+            );
+            if a == Some(true) || b == Some(true) {
+                Tv::Yes
+            } else if a == Some(false) && b == Some(false) {
+                Tv::No
+            } else {
+                Tv::Unknown
+            }
+        }
+        other => panic!("unknown caveat {other}"),
+    }
+}
+
+/// Subjects of one `object#relation` with their truth (absent: no).
+type Members = BTreeMap<Obj, Tv>;
+
+fn add_member(set: &mut Members, o: Obj, v: Tv) {
+    if v > Tv::No {
+        let e = set.entry(o).or_insert(Tv::No);
+        *e = (*e).max(v);
+    }
+}
+
+fn gated(set: Members, gate: Tv) -> Members {
+    set.into_iter()
+        .map(|(o, v)| (o, v.min(gate)))
+        .filter(|(_, v)| *v > Tv::No)
+        .collect()
+}
+
+fn intersect3(mut sets: impl Iterator<Item = Members>) -> Members {
+    let Some(first) = sets.next() else {
+        return Members::new();
+    };
+    sets.fold(first, |acc, s| {
+        acc.into_iter()
+            .map(|(o, v)| {
+                let w = s.get(&o).copied().unwrap_or(Tv::No);
+                (o, v.min(w))
+            })
+            .filter(|(_, v)| *v > Tv::No)
+            .collect()
+    })
+}
+
+/// The three-valued truth of every `object#relation`, by naive iteration.
+struct Truth3 {
+    sets: HashMap<Node, Members>,
+}
+
+impl Truth3 {
+    fn compute(
+        schema: &Schema,
+        world: &CWorld,
+        request: &serde_json::Map<String, serde_json::Value>,
+    ) -> Truth3 {
+        let mut truth = Truth3 {
+            sets: HashMap::new(),
+        };
+        for group in strata(schema) {
+            loop {
+                let mut changed = false;
+                for (t, r) in &group {
+                    for id in &world.universe[t] {
+                        let value = truth.evaluate(schema, world, request, t, id, r);
+                        let key = node(t, id, r);
+                        if truth.sets.get(&key) != Some(&value) {
+                            truth.sets.insert(key, value);
+                            changed = true;
+                        }
+                    }
+                }
+                if !changed {
+                    break;
+                }
+            }
+        }
+        truth
+    }
+
+    fn get(&self, t: &str, id: &str, r: &str) -> Members {
+        self.sets.get(&node(t, id, r)).cloned().unwrap_or_default()
+    }
+
+    fn evaluate(
+        &self,
+        schema: &Schema,
+        world: &CWorld,
+        request: &serde_json::Map<String, serde_json::Value>,
+        t: &str,
+        id: &str,
+        r: &str,
+    ) -> Members {
+        match schema.relation(t, r).unwrap().kind() {
+            RelationKind::Relation(_) => {
+                let mut out = Members::new();
+                for (s, cav) in world.direct.get(&node(t, id, r)).into_iter().flatten() {
+                    let gate = leaf_truth(cav, request);
+                    match s {
+                        Subject::Object(o) => add_member(&mut out, o.clone(), gate),
+                        Subject::Wildcard(st) => {
+                            for i in &world.universe[st] {
+                                add_member(&mut out, (st.clone(), i.clone()), gate);
+                            }
+                        }
+                        Subject::Userset((st, sid), sr) => {
+                            for (o, v) in self.get(st, sid, sr) {
+                                add_member(&mut out, o, v.min(gate));
+                            }
+                        }
+                    }
+                }
+                out
+            }
+            RelationKind::Permission(rw) => self.rewrite(schema, world, request, t, id, rw),
+        }
+    }
+
+    fn rewrite(
+        &self,
+        schema: &Schema,
+        world: &CWorld,
+        request: &serde_json::Map<String, serde_json::Value>,
+        t: &str,
+        id: &str,
+        rw: &Rewrite,
+    ) -> Members {
+        match rw {
+            Rewrite::Nil => Members::new(),
+            Rewrite::Computed(c) => self.get(t, id, c),
+            Rewrite::Union(items) => {
+                let mut out = Members::new();
+                for i in items {
+                    for (o, v) in self.rewrite(schema, world, request, t, id, i) {
+                        add_member(&mut out, o, v);
+                    }
+                }
+                out
+            }
+            Rewrite::Intersection(items) => intersect3(
+                items
+                    .iter()
+                    .map(|i| self.rewrite(schema, world, request, t, id, i)),
+            ),
+            Rewrite::Exclusion(a, b) => {
+                let b = self.rewrite(schema, world, request, t, id, b);
+                self.rewrite(schema, world, request, t, id, a)
+                    .into_iter()
+                    .map(|(o, v)| {
+                        let excluded = b.get(&o).copied().unwrap_or(Tv::No);
+                        (o, v.min(excluded.not()))
+                    })
+                    .filter(|(_, v)| *v > Tv::No)
+                    .collect()
+            }
+            Rewrite::Arrow {
+                tupleset,
+                computed,
+                kind,
+            } => {
+                let targets: Vec<Members> = world
+                    .direct
+                    .get(&node(t, id, tupleset))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(s, cav)| match s {
+                        Subject::Object(o) => Some((o, cav)),
+                        _ => None,
+                    })
+                    .filter(|((tt, _), _)| schema.relation(tt, computed).is_some())
+                    .map(|((tt, tid), cav)| {
+                        gated(self.get(tt, tid, computed), leaf_truth(cav, request))
+                    })
+                    .collect();
+                match kind {
+                    ArrowKind::Any => {
+                        let mut out = Members::new();
+                        for (o, v) in targets.into_iter().flatten() {
+                            add_member(&mut out, o, v);
+                        }
+                        out
+                    }
+                    ArrowKind::All => intersect3(targets.into_iter()),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct CTally {
+    checks: usize,
+    yes: usize,
+    unknown: usize,
+    lookup_resources: usize,
+    lookup_subjects: usize,
+}
+
+/// The truth of a found subject's condition: unconditional is yes, a caveat left is unknown.
+fn found_truth(caveat: &Option<eval::CaveatExpr>) -> Tv {
+    if caveat.is_some() {
+        Tv::Unknown
+    } else {
+        Tv::Yes
+    }
+}
+
+/// Compares check, both lookups and the three-valued truth for one seed and request context.
+async fn run_caveated_seed(
+    schema: &Schema,
+    world: &CWorld,
+    base: &EvalContext,
+    request: &serde_json::Map<String, serde_json::Value>,
+    tally: &mut CTally,
+) -> Vec<String> {
+    let truth = Truth3::compute(schema, world, request);
+    let context: ContextMap =
+        match ContextValue::from_json(&serde_json::Value::Object(request.clone())) {
+            ContextValue::Map(m) => m,
+            other => panic!("not a map: {other}"),
+        };
+    let ctx = base.clone().with_caveat_context(context);
+    let mut bad = Vec::new();
+    let subject_types = subject_types(schema);
+    let subjects: Vec<Obj> = subject_types
+        .iter()
+        .flat_map(|t| world.universe[t].iter().map(|i| (t.clone(), i.clone())))
+        .collect();
+    let subject_ref = |(t, i): &Obj| SubjectRef::new(t, i, None).unwrap();
+    let mut answers: HashMap<Node, BTreeMap<Obj, Tv>> = HashMap::new();
+    for def in schema.definitions() {
+        let t = def.name();
+        for rdef in def.relations() {
+            let r = rdef.name();
+            for id in &world.universe[t] {
+                let resource = ObjectRef::new(t, id).unwrap();
+                let want = truth.get(t, id, r);
+                let row = answers.entry(node(t, id, r)).or_default();
+                for s in &subjects {
+                    tally.checks += 1;
+                    let expected = want.get(s).copied().unwrap_or(Tv::No);
+                    match eval::check(&ctx, &resource, r, &subject_ref(s)).await {
+                        Ok(res) => {
+                            let got = Tv::of(&res.permissionship);
+                            tally.yes += usize::from(got == Tv::Yes);
+                            tally.unknown += usize::from(got == Tv::Unknown);
+                            if got != expected {
+                                bad.push(format!(
+                                    "check {t}:{id}#{r}@{}:{} = {got:?} ({:?}), the fixpoint says {expected:?}",
+                                    s.0, s.1, res.permissionship
+                                ));
+                            }
+                            row.insert(s.clone(), got);
+                        }
+                        Err(e) => {
+                            bad.push(format!("check {t}:{id}#{r}@{}:{}: error {e}", s.0, s.1))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    for def in schema.definitions() {
+        let t = def.name();
+        for rdef in def.relations() {
+            let r = rdef.name();
+            for s in &subjects {
+                tally.lookup_resources += 1;
+                match eval::lookup_resources(&ctx, t, r, &subject_ref(s)).await {
+                    Ok(found) => {
+                        let listed: BTreeMap<&str, Tv> = found
+                            .iter()
+                            .map(|f| (f.resource_id.as_str(), Tv::of(&f.permissionship)))
+                            .collect();
+                        if listed.values().any(|v| *v == Tv::No) {
+                            bad.push(format!(
+                                "lookup_resources {t}#{r}@{}:{} listed a HasNot",
+                                s.0, s.1
+                            ));
+                        }
+                        for id in &world.universe[t] {
+                            let Some(a) = answers[&node(t, id, r)].get(s) else {
+                                continue;
+                            };
+                            let l = listed.get(id.as_str()).copied().unwrap_or(Tv::No);
+                            if *a != l {
+                                bad.push(format!(
+                                    "lookup_resources {t}#{r}@{}:{}: {t}:{id} listed as {l:?}, check says {a:?}",
+                                    s.0, s.1
+                                ));
+                            }
+                        }
+                    }
+                    Err(e) => bad.push(format!(
+                        "lookup_resources {t}#{r}@{}:{}: error {e}",
+                        s.0, s.1
+                    )),
+                }
+            }
+        }
+    }
+
+    for def in schema.definitions() {
+        let t = def.name();
+        for rdef in def.relations() {
+            let r = rdef.name();
+            for id in &world.universe[t] {
+                let resource = ObjectRef::new(t, id).unwrap();
+                let row = &answers[&node(t, id, r)];
+                for st in &subject_types {
+                    tally.lookup_subjects += 1;
+                    let found = match eval::lookup_subjects(&ctx, &resource, r, st, None).await {
+                        Ok(found) => found,
+                        Err(e) => {
+                            bad.push(format!("lookup_subjects {t}:{id}#{r} {st}: error {e}"));
+                            continue;
+                        }
+                    };
+                    let wildcard = found.iter().find(|f| f.subject_id == "*");
+                    for sid in &world.universe[st] {
+                        let concrete = found
+                            .iter()
+                            .find(|f| &f.subject_id == sid)
+                            .map_or(Tv::No, |f| found_truth(&f.caveat));
+                        let via_wildcard = wildcard.map_or(Tv::No, |w| {
+                            let excluded = w
+                                .excluded
+                                .iter()
+                                .find(|e| &e.subject_id == sid)
+                                .map_or(Tv::No, |e| found_truth(&e.caveat));
+                            found_truth(&w.caveat).min(excluded.not())
+                        });
+                        let listed = concrete.max(via_wildcard);
+                        if let Some(a) = row.get(&(st.clone(), sid.clone()))
+                            && *a != listed
+                        {
+                            bad.push(format!(
+                                "lookup_subjects {t}:{id}#{r} {st}: {st}:{sid} listed as {listed:?}, check says {a:?}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn caveats_three_valued() {
+    let seeds = std::env::var("ARBOR_ORACLE_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CAVEAT_SEEDS);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let mut tally = CTally::default();
+    for seed in 0..seeds {
+        let schema = crate::compile(CAVEATED);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let world = generate_caveated(&schema, &mut rng);
+        let rels: Vec<Relationship> = world
+            .lines
+            .iter()
+            .map(|l| Relationship::parse(l).unwrap_or_else(|e| panic!("`{l}`: {e}")))
+            .collect();
+        let ctx = crate::load(crate::compile(CAVEATED), &rels, MAX_DEPTH);
+        for k in 0..REQUESTS_PER_SEED {
+            let request = if k == 0 {
+                serde_json::Map::new()
+            } else {
+                request_context(&mut rng)
+            };
+            let bad = rt.block_on(run_caveated_seed(
+                &schema, &world, &ctx, &request, &mut tally,
+            ));
+            assert!(
+                bad.is_empty(),
+                "caveats, seed {seed}, request {}: {} disagreements (first 25):\n{}\n\nrelationships:\n{}",
+                serde_json::Value::Object(request.clone()),
+                bad.len(),
+                bad.iter().take(25).cloned().collect::<Vec<_>>().join("\n"),
+                world.lines.join("\n")
+            );
+        }
+    }
+    println!(
+        "caveats: {seeds} seeds × {REQUESTS_PER_SEED} request contexts in {:.2?}: {} checks ({} yes, {} unknown), \
+         {} lookup_resources, {} lookup_subjects agree with the three-valued fixpoint",
+        started.elapsed(),
+        tally.checks,
+        tally.yes,
+        tally.unknown,
+        tally.lookup_resources,
+        tally.lookup_subjects
+    );
+    assert!(
+        tally.yes > 0 && tally.unknown > 0 && tally.yes + tally.unknown < tally.checks,
+        "degenerate data: {} yes, {} unknown of {} checks",
+        tally.yes,
+        tally.unknown,
+        tally.checks
+    );
+}
+
+/// The three-valued oracle on data whose answers are known by hand.
+#[test]
+fn three_valued_oracle_knows_the_answers() {
+    let schema = crate::compile(CAVEATED);
+    let cav = |name: &str, json: &str| -> Option<Cav> {
+        match serde_json::from_str::<serde_json::Value>(json).unwrap() {
+            serde_json::Value::Object(m) => Some((name.to_string(), m)),
+            _ => unreachable!(),
+        }
+    };
+    let user = |id: &str| Subject::Object(("user".to_string(), id.to_string()));
+    let mut direct: HashMap<Node, Vec<(Subject, Option<Cav>)>> = HashMap::new();
+    direct.insert(
+        node("doc", "d", "viewer"),
+        vec![
+            (user("ann"), cav("at_least", r#"{"required": 2}"#)),
+            (user("bob"), cav("either", r#"{"a": false}"#)),
+            (user("cat"), None),
+        ],
+    );
+    direct.insert(
+        node("doc", "d", "banned"),
+        vec![(user("cat"), cav("either", "{}"))],
+    );
+    let mut universe = BTreeMap::new();
+    universe.insert(
+        "user".to_string(),
+        vec!["ann".to_string(), "bob".to_string(), "cat".to_string()],
+    );
+    for t in ["group", "folder", "doc"] {
+        universe.insert(t.to_string(), vec!["d".to_string()]);
+    }
+    let world = CWorld {
+        universe,
+        direct,
+        lines: Vec::new(),
+    };
+    let view = |request: &str| -> Vec<(String, Tv)> {
+        let request = match serde_json::from_str::<serde_json::Value>(request).unwrap() {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        Truth3::compute(&schema, &world, &request)
+            .get("doc", "d", "view")
+            .into_iter()
+            .map(|((_, i), v)| (i, v))
+            .collect()
+    };
+    let u = |i: &str, v: Tv| (i.to_string(), v);
+    assert_eq!(
+        view("{}"),
+        [
+            u("ann", Tv::Unknown),
+            u("bob", Tv::Unknown),
+            u("cat", Tv::Unknown)
+        ]
+    );
+    assert_eq!(
+        view(r#"{"level": 2, "b": true, "a": true}"#),
+        [u("ann", Tv::Yes), u("bob", Tv::Yes)]
+    );
+    assert_eq!(
+        view(r#"{"level": 1, "b": false, "a": false}"#),
+        [u("cat", Tv::Yes)]
+    );
 }

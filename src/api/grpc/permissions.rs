@@ -1,0 +1,892 @@
+//! `authzed.api.v1.PermissionsService`: checks, expand, lookups, relationship reads and writes,
+//! bulk import and export — each request validated, read at the revision its consistency picks,
+//! and answered with the ZedToken of that revision.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::consistency::{encode_zedtoken, pick_revision};
+use super::convert::{self, relationship_key_text};
+use super::cursor;
+use super::proto::authzed::api::v1 as pb;
+use super::{ResponseStream, Shared, stream_blocking};
+use crate::api::status::ApiError;
+use crate::eval::{self, CaveatExpr, EvalContext, ExpandMode, Permissionship};
+use crate::model::{ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef, Timestamp};
+use crate::schema::{AllowedKind, Schema};
+use crate::store::{Precondition, StoreError, Transaction, check_preconditions};
+
+use pb::check_permission_response::Permissionship as WirePermissionship;
+use pb::permissions_service_server::PermissionsService;
+
+/// The PermissionsService implementation.
+#[derive(Clone)]
+pub struct PermissionsApi {
+    shared: Arc<Shared>,
+}
+
+impl PermissionsApi {
+    /// Serves permissions over `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        PermissionsApi { shared }
+    }
+}
+
+/// One relationship update, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpdateOp {
+    Create,
+    Touch,
+    Delete,
+}
+
+/// Has / conditional (with the context it is missing) / has not, on the wire.
+fn wire_permissionship(
+    ctx: &EvalContext,
+    p: &Permissionship,
+) -> (WirePermissionship, Option<pb::PartialCaveatInfo>) {
+    match p {
+        Permissionship::Has => (WirePermissionship::HasPermission, None),
+        Permissionship::HasNot => (WirePermissionship::NoPermission, None),
+        Permissionship::Conditional(expr) => (
+            WirePermissionship::ConditionalPermission,
+            Some(partial_info(ctx, expr)),
+        ),
+    }
+}
+
+fn partial_info(ctx: &EvalContext, expr: &CaveatExpr) -> pb::PartialCaveatInfo {
+    pb::PartialCaveatInfo {
+        missing_required_context: eval::missing_context(ctx, expr),
+    }
+}
+
+fn lookup_permissionship(
+    ctx: &EvalContext,
+    caveat: Option<&CaveatExpr>,
+) -> (pb::LookupPermissionship, Option<pb::PartialCaveatInfo>) {
+    match caveat {
+        None => (pb::LookupPermissionship::HasPermission, None),
+        Some(expr) => (
+            pb::LookupPermissionship::ConditionalPermission,
+            Some(partial_info(ctx, expr)),
+        ),
+    }
+}
+
+/// Fails unless `rel` may be written (CREATE/TOUCH) or deleted under `schema`, with the status
+/// SpiceDB's relationship validation gives. A DELETE without a caveat only needs its subject
+/// type allowed in some form (with or without caveat or expiration), as in SpiceDB.
+fn validate_update(
+    schema: Option<&Schema>,
+    op: UpdateOp,
+    rel: &Relationship,
+) -> Result<(), ApiError> {
+    let resource_type = rel.resource().object_type();
+    let Some(schema) = schema else {
+        return Err(ApiError::UnknownDefinition(resource_type.to_string()));
+    };
+    let text = rel.to_string();
+    if op != UpdateOp::Delete || rel.caveat().is_some() {
+        return schema
+            .validate_relationship(rel)
+            .map_err(|e| ApiError::from_relationship_schema(e, &text));
+    }
+    convert::check_type_relation(Some(schema), resource_type, Some(rel.relation()))?;
+    let subject = rel.subject();
+    convert::check_type_relation(Some(schema), subject.object_type(), subject.relation())?;
+    let Some(relation) = schema.relation(resource_type, rel.relation()) else {
+        return Err(ApiError::UnknownRelation {
+            definition: resource_type.to_string(),
+            relation: rel.relation().to_string(),
+        });
+    };
+    if relation.is_permission() {
+        return Err(ApiError::CannotUpdatePermission {
+            definition: resource_type.to_string(),
+            permission: rel.relation().to_string(),
+        });
+    }
+    let allowed = relation.allowed().iter().any(|a| {
+        a.subject_type == subject.object_type()
+            && match &a.kind {
+                AllowedKind::Wildcard => subject.is_wildcard(),
+                AllowedKind::Object => !subject.is_wildcard() && subject.relation().is_none(),
+                AllowedKind::Relation(r) => subject.relation() == Some(r.as_str()),
+            }
+    });
+    if allowed {
+        return Ok(());
+    }
+    // Let the full check word the refusal.
+    schema
+        .validate_relationship(rel)
+        .map_err(|e| ApiError::from_relationship_schema(e, &text))
+}
+
+/// Checks the preconditions inside the transaction, naming the first that fails as SpiceDB does.
+fn check_all_preconditions(
+    txn: &dyn Transaction,
+    preconditions: &[(Precondition, pb::Precondition)],
+) -> Result<(), ApiError> {
+    for (p, wire) in preconditions {
+        match check_preconditions(txn, std::slice::from_ref(p)) {
+            Ok(()) => {}
+            Err(StoreError::PreconditionFailed(_)) => {
+                return Err(convert::precondition_failure(wire));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn convert_preconditions(
+    wire: &[pb::Precondition],
+) -> Result<Vec<(Precondition, pb::Precondition)>, ApiError> {
+    wire.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            convert::precondition(&format!("optional_preconditions[{i}]"), p)
+                .map(|c| (c, p.clone()))
+        })
+        .collect()
+}
+
+/// The relationship a CREATE found, from the store's refusal.
+fn already_exists(e: StoreError) -> ApiError {
+    match e {
+        StoreError::AlreadyExists(text) => match Relationship::parse(&text) {
+            Ok(rel) => convert::already_exists(&rel),
+            Err(_) => ApiError::from(StoreError::AlreadyExists(text)),
+        },
+        other => other.into(),
+    }
+}
+
+impl PermissionsApi {
+    /// The revision and resume position of a paged call: from its cursor if it has one (every
+    /// page reads where the first did), else from its consistency.
+    fn paged_revision(
+        &self,
+        consistency: Option<&pb::Consistency>,
+        cursor: Option<&pb::Cursor>,
+        hash: [u8; 8],
+    ) -> Result<(Revision, Option<String>), ApiError> {
+        match cursor {
+            Some(c) => {
+                let position = cursor::decode(c, hash)?;
+                self.shared.datastore.check_revision(position.revision)?;
+                Ok((position.revision, Some(position.after)))
+            }
+            None => Ok((
+                pick_revision(
+                    self.shared.datastore.as_ref(),
+                    consistency,
+                    self.shared.config.revision_quantization,
+                )?,
+                None,
+            )),
+        }
+    }
+
+    fn revision(&self, consistency: Option<&pb::Consistency>) -> Result<Revision, ApiError> {
+        pick_revision(
+            self.shared.datastore.as_ref(),
+            consistency,
+            self.shared.config.revision_quantization,
+        )
+    }
+
+    fn check_limit(provided: u32, max: u32) -> Result<(), ApiError> {
+        if provided > max {
+            return Err(ApiError::LimitTooLarge {
+                provided: u64::from(provided),
+                max: u64::from(max),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the matches of `filter` after `after` and streams them in pages of `batch`
+    /// (each a response built by `respond` with the cursor after its last relationship);
+    /// stops after `limit` relationships when a limit is given.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the page settings of two RPCs; a struct would only rename them"
+    )]
+    fn stream_relationships<T: Send + 'static>(
+        &self,
+        revision: Revision,
+        filter: RelationshipFilter,
+        after: Option<Relationship>,
+        hash: [u8; 8],
+        batch: usize,
+        limit: Option<usize>,
+        respond: impl Fn(Vec<Relationship>, pb::Cursor) -> T + Send + 'static,
+    ) -> Result<ResponseStream<T>, ApiError> {
+        let snapshot = self.shared.datastore.snapshot(revision)?;
+        convert::check_filter_schema(snapshot.schema().as_deref(), &filter)?;
+        let now = Timestamp::now();
+        let batch = batch.max(1);
+        Ok(stream_blocking(move |tx| {
+            let mut sent = 0usize;
+            let mut page: Vec<Relationship> = Vec::with_capacity(batch);
+            let flush = |page: &mut Vec<Relationship>| -> bool {
+                let Some(last) = page.last() else { return true };
+                let c = cursor::encode(revision, hash, &relationship_key_text(last));
+                tx.blocking_send(Ok(respond(std::mem::take(page), c)))
+                    .is_ok()
+            };
+            for item in snapshot.read(&filter, after.as_ref()) {
+                if limit.is_some_and(|l| sent >= l) {
+                    break;
+                }
+                match item {
+                    Ok(rel) if rel.is_expired_at(now) => {}
+                    Ok(rel) => {
+                        page.push(rel);
+                        sent += 1;
+                        if page.len() >= batch && !flush(&mut page) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(ApiError::from(e).into_status()));
+                        return;
+                    }
+                }
+            }
+            flush(&mut page);
+        }))
+    }
+
+    async fn check_one(
+        &self,
+        ctx: &EvalContext,
+        resource: &ObjectRef,
+        permission: &str,
+        subject: &SubjectRef,
+    ) -> Result<
+        (
+            WirePermissionship,
+            Option<pb::PartialCaveatInfo>,
+            Option<Timestamp>,
+        ),
+        ApiError,
+    > {
+        let result = eval::check(ctx, resource, permission, subject).await?;
+        let (p, info) = wire_permissionship(ctx, &result.permissionship);
+        Ok((p, info, result.expires_at))
+    }
+}
+
+/// The parts of a check request, validated.
+struct CheckItem {
+    resource: ObjectRef,
+    permission: String,
+    subject: SubjectRef,
+    context: crate::model::ContextMap,
+}
+
+#[tonic::async_trait]
+impl PermissionsService for PermissionsApi {
+    async fn read_relationships(
+        &self,
+        request: Request<pb::ReadRelationshipsRequest>,
+    ) -> Result<Response<ResponseStream<pb::ReadRelationshipsResponse>>, Status> {
+        let req = request.into_inner();
+        Self::check_limit(req.optional_limit, self.shared.config.max_read_limit)?;
+        let filter = convert::filter("relationship_filter", req.relationship_filter.as_ref())?;
+        let hash = cursor::parameter_hash(
+            "ReadRelationships",
+            &pb::ReadRelationshipsRequest {
+                relationship_filter: req.relationship_filter.clone(),
+                ..Default::default()
+            },
+        );
+        let (revision, after) =
+            self.paged_revision(req.consistency.as_ref(), req.optional_cursor.as_ref(), hash)?;
+        let after = after
+            .map(|text| {
+                Relationship::parse(&text).map_err(|_| {
+                    ApiError::InvalidCursor("could not parse resume relationship".to_string())
+                })
+            })
+            .transpose()?;
+        let limit = (req.optional_limit > 0).then_some(req.optional_limit as usize);
+        let token = encode_zedtoken(revision);
+        let stream = self.stream_relationships(
+            revision,
+            filter,
+            after,
+            hash,
+            1,
+            limit,
+            move |mut rels, c| pb::ReadRelationshipsResponse {
+                read_at: Some(token.clone()),
+                relationship: rels.pop().as_ref().map(convert::relationship_to_proto),
+                after_result_cursor: Some(c),
+            },
+        )?;
+        Ok(Response::new(stream))
+    }
+
+    async fn write_relationships(
+        &self,
+        request: Request<pb::WriteRelationshipsRequest>,
+    ) -> Result<Response<pb::WriteRelationshipsResponse>, Status> {
+        let req = request.into_inner();
+        let config = &self.shared.config;
+        if req.updates.len() > config.max_updates_per_write {
+            return Err(ApiError::TooManyUpdates {
+                count: req.updates.len(),
+                max: config.max_updates_per_write,
+            }
+            .into());
+        }
+        if req.optional_preconditions.len() > config.max_preconditions {
+            return Err(ApiError::TooManyPreconditions {
+                count: req.optional_preconditions.len(),
+                max: config.max_preconditions,
+            }
+            .into());
+        }
+        let mut seen = HashSet::new();
+        let mut updates = Vec::with_capacity(req.updates.len());
+        for (i, u) in req.updates.iter().enumerate() {
+            let field = format!("updates[{i}]");
+            let rel =
+                convert::relationship(&format!("{field}.relationship"), u.relationship.as_ref())?;
+            let op = match pb::relationship_update::Operation::try_from(u.operation) {
+                Ok(pb::relationship_update::Operation::Create) => UpdateOp::Create,
+                Ok(pb::relationship_update::Operation::Touch) => UpdateOp::Touch,
+                Ok(pb::relationship_update::Operation::Delete) => UpdateOp::Delete,
+                _ => {
+                    return Err(ApiError::field(
+                        format!("{field}.operation"),
+                        u.operation.to_string(),
+                        "the operation must be OPERATION_CREATE, OPERATION_TOUCH or OPERATION_DELETE",
+                    )
+                    .into());
+                }
+            };
+            let key = relationship_key_text(&rel);
+            if !seen.insert(key.clone()) {
+                return Err(ApiError::DuplicateUpdate {
+                    definition: rel.resource().object_type().to_string(),
+                    relationship: key,
+                }
+                .into());
+            }
+            let caveat_size = u
+                .relationship
+                .as_ref()
+                .and_then(|r| r.optional_caveat.as_ref())
+                .map_or(0, prost::Message::encoded_len);
+            if caveat_size > config.max_relationship_context_bytes {
+                return Err(ApiError::RelationshipContextTooLarge {
+                    relationship: key,
+                    size: caveat_size,
+                    max: config.max_relationship_context_bytes,
+                }
+                .into());
+            }
+            updates.push((op, rel));
+        }
+        let preconditions = convert_preconditions(&req.optional_preconditions)?;
+        let revision = self
+            .shared
+            .write(move |txn| {
+                let schema = txn.schema();
+                for (p, _) in &preconditions {
+                    convert::check_filter_schema(schema.as_deref(), &p.filter)?;
+                }
+                for (op, rel) in &updates {
+                    validate_update(schema.as_deref(), *op, rel)?;
+                }
+                check_all_preconditions(txn, &preconditions)?;
+                for (op, rel) in &updates {
+                    match op {
+                        UpdateOp::Create => txn.create(rel.clone()).map_err(|e| match e {
+                            StoreError::AlreadyExists(_) => convert::already_exists(rel),
+                            other => other.into(),
+                        })?,
+                        UpdateOp::Touch => txn.touch(rel.clone())?,
+                        UpdateOp::Delete => txn.delete(rel)?,
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(Response::new(pb::WriteRelationshipsResponse {
+            written_at: Some(encode_zedtoken(revision)),
+        }))
+    }
+
+    async fn delete_relationships(
+        &self,
+        request: Request<pb::DeleteRelationshipsRequest>,
+    ) -> Result<Response<pb::DeleteRelationshipsResponse>, Status> {
+        let req = request.into_inner();
+        let config = &self.shared.config;
+        if req.optional_preconditions.len() > config.max_preconditions {
+            return Err(ApiError::TooManyPreconditions {
+                count: req.optional_preconditions.len(),
+                max: config.max_preconditions,
+            }
+            .into());
+        }
+        Self::check_limit(req.optional_limit, config.max_delete_limit)?;
+        let filter = convert::filter("relationship_filter", req.relationship_filter.as_ref())?;
+        let wire_filter = req.relationship_filter.clone().unwrap_or_default();
+        let preconditions = convert_preconditions(&req.optional_preconditions)?;
+        let limit = req.optional_limit;
+        let allow_partial = req.optional_allow_partial_deletions;
+        let outcome = Arc::new(std::sync::Mutex::new(crate::store::DeleteOutcome::default()));
+        let seen = Arc::clone(&outcome);
+        let revision = self
+            .shared
+            .write(move |txn| {
+                let schema = txn.schema();
+                convert::check_filter_schema(schema.as_deref(), &filter)?;
+                for (p, _) in &preconditions {
+                    convert::check_filter_schema(schema.as_deref(), &p.filter)?;
+                }
+                check_all_preconditions(txn, &preconditions)?;
+                if limit > 0 && !allow_partial && txn.read(&filter)?.len() > limit as usize {
+                    return Err(ApiError::TooManyForTransactionalDelete {
+                        limit,
+                        metadata: convert::delete_filter_metadata(limit, &wire_filter),
+                    });
+                }
+                let done =
+                    txn.delete_by_filter(&filter, (limit > 0).then_some(u64::from(limit)))?;
+                if let Ok(mut slot) = seen.lock() {
+                    *slot = done;
+                }
+                Ok(())
+            })
+            .await?;
+        let done = outcome.lock().map(|o| *o).unwrap_or_default();
+        let progress = if done.partial {
+            pb::delete_relationships_response::DeletionProgress::Partial
+        } else {
+            pb::delete_relationships_response::DeletionProgress::Complete
+        };
+        Ok(Response::new(pb::DeleteRelationshipsResponse {
+            deleted_at: Some(encode_zedtoken(revision)),
+            deletion_progress: progress as i32,
+            relationships_deleted_count: done.deleted,
+        }))
+    }
+
+    async fn check_permission(
+        &self,
+        request: Request<pb::CheckPermissionRequest>,
+    ) -> Result<Response<pb::CheckPermissionResponse>, Status> {
+        let deadline = self.shared.deadline(request.metadata());
+        let req = request.into_inner();
+        let resource = convert::object_ref("resource", req.resource.as_ref())?;
+        convert::relation_name("permission", &req.permission)?;
+        let subject = convert::subject_ref("subject", req.subject.as_ref())?;
+        let context = self
+            .shared
+            .caveat_context("context", req.context.as_ref())?;
+        let revision = self.revision(req.consistency.as_ref())?;
+        let ctx = self
+            .shared
+            .eval_context(revision, resource.object_type(), context, deadline)?;
+        let (permissionship, info, expires) = self
+            .check_one(&ctx, &resource, &req.permission, &subject)
+            .await?;
+        Ok(Response::new(pb::CheckPermissionResponse {
+            checked_at: Some(encode_zedtoken(revision)),
+            permissionship: permissionship as i32,
+            partial_caveat_info: info,
+            debug_trace: None,
+            optional_expires_at: expires.map(convert::timestamp_to_proto),
+        }))
+    }
+
+    async fn check_bulk_permissions(
+        &self,
+        request: Request<pb::CheckBulkPermissionsRequest>,
+    ) -> Result<Response<pb::CheckBulkPermissionsResponse>, Status> {
+        let deadline = self.shared.deadline(request.metadata());
+        let req = request.into_inner();
+        let config = &self.shared.config;
+        if req.items.len() > config.max_bulk_checks {
+            return Err(ApiError::TooManyChecks {
+                count: req.items.len(),
+                max: config.max_bulk_checks,
+            }
+            .into());
+        }
+        let mut items = Vec::with_capacity(req.items.len());
+        for (i, item) in req.items.iter().enumerate() {
+            let field = format!("items[{i}]");
+            let resource =
+                convert::object_ref(&format!("{field}.resource"), item.resource.as_ref())?;
+            convert::relation_name(&format!("{field}.permission"), &item.permission)?;
+            let subject = convert::subject_ref(&format!("{field}.subject"), item.subject.as_ref())?;
+            let context = self
+                .shared
+                .caveat_context(&format!("{field}.context"), item.context.as_ref())?;
+            items.push(CheckItem {
+                resource,
+                permission: item.permission.clone(),
+                subject,
+                context,
+            });
+        }
+        let revision = self.revision(req.consistency.as_ref())?;
+        let this = self.clone();
+        let results: Vec<Result<pb::CheckBulkPermissionsResponseItem, ApiError>> =
+            futures::stream::iter(items.into_iter().map(|item| {
+                let this = this.clone();
+                async move {
+                    let ctx = this.shared.eval_context(
+                        revision,
+                        item.resource.object_type(),
+                        item.context,
+                        deadline,
+                    )?;
+                    let (p, info, _) = this
+                        .check_one(&ctx, &item.resource, &item.permission, &item.subject)
+                        .await?;
+                    Ok(pb::CheckBulkPermissionsResponseItem {
+                        permissionship: p as i32,
+                        partial_caveat_info: info,
+                        debug_trace: None,
+                    })
+                }
+            }))
+            .buffered(config.bulk_check_concurrency.max(1))
+            .collect()
+            .await;
+        let pairs = req
+            .items
+            .into_iter()
+            .zip(results)
+            .map(|(request, result)| pb::CheckBulkPermissionsPair {
+                request: Some(request),
+                response: Some(match result {
+                    Ok(item) => pb::check_bulk_permissions_pair::Response::Item(item),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "bulk check item failed");
+                        pb::check_bulk_permissions_pair::Response::Error(e.to_rpc_status())
+                    }
+                }),
+            })
+            .collect();
+        Ok(Response::new(pb::CheckBulkPermissionsResponse {
+            checked_at: Some(encode_zedtoken(revision)),
+            pairs,
+        }))
+    }
+
+    async fn expand_permission_tree(
+        &self,
+        request: Request<pb::ExpandPermissionTreeRequest>,
+    ) -> Result<Response<pb::ExpandPermissionTreeResponse>, Status> {
+        let deadline = self.shared.deadline(request.metadata());
+        let req = request.into_inner();
+        let resource = convert::object_ref("resource", req.resource.as_ref())?;
+        convert::relation_name("permission", &req.permission)?;
+        let revision = self.revision(req.consistency.as_ref())?;
+        let ctx = self.shared.eval_context(
+            revision,
+            resource.object_type(),
+            crate::model::ContextMap::new(),
+            deadline,
+        )?;
+        let tree = eval::expand(&ctx, &resource, &req.permission, ExpandMode::Shallow)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ExpandPermissionTreeResponse {
+            expanded_at: Some(encode_zedtoken(revision)),
+            tree_root: Some(convert::expand_tree_to_proto(&tree)),
+        }))
+    }
+
+    async fn lookup_resources(
+        &self,
+        request: Request<pb::LookupResourcesRequest>,
+    ) -> Result<Response<ResponseStream<pb::LookupResourcesResponse>>, Status> {
+        let deadline = self.shared.deadline(request.metadata());
+        let req = request.into_inner();
+        Self::check_limit(req.optional_limit, self.shared.config.max_lookup_limit)?;
+        convert::object_type("resource_object_type", &req.resource_object_type)?;
+        convert::relation_name("permission", &req.permission)?;
+        let subject = convert::subject_ref("subject", req.subject.as_ref())?;
+        let context = self
+            .shared
+            .caveat_context("context", req.context.as_ref())?;
+        let hash = cursor::parameter_hash(
+            "LookupResources",
+            &pb::LookupResourcesRequest {
+                consistency: None,
+                optional_limit: 0,
+                optional_cursor: None,
+                ..req.clone()
+            },
+        );
+        let (revision, after) =
+            self.paged_revision(req.consistency.as_ref(), req.optional_cursor.as_ref(), hash)?;
+        let ctx =
+            self.shared
+                .eval_context(revision, &req.resource_object_type, context, deadline)?;
+        let found =
+            eval::lookup_resources(&ctx, &req.resource_object_type, &req.permission, &subject)
+                .await
+                .map_err(ApiError::from)?;
+        let token = encode_zedtoken(revision);
+        let limit = if req.optional_limit == 0 {
+            usize::MAX
+        } else {
+            req.optional_limit as usize
+        };
+        let responses: Vec<Result<pb::LookupResourcesResponse, Status>> = found
+            .into_iter()
+            .filter(|r| after.as_deref().is_none_or(|a| r.resource_id.as_str() > a))
+            .take(limit)
+            .map(|r| {
+                let caveat = match &r.permissionship {
+                    Permissionship::Conditional(expr) => Some(expr),
+                    _ => None,
+                };
+                let (p, info) = lookup_permissionship(&ctx, caveat);
+                Ok(pb::LookupResourcesResponse {
+                    looked_up_at: Some(token.clone()),
+                    after_result_cursor: Some(cursor::encode(revision, hash, &r.resource_id)),
+                    resource_object_id: r.resource_id,
+                    permissionship: p as i32,
+                    partial_caveat_info: info,
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(responses))))
+    }
+
+    async fn lookup_subjects(
+        &self,
+        request: Request<pb::LookupSubjectsRequest>,
+    ) -> Result<Response<ResponseStream<pb::LookupSubjectsResponse>>, Status> {
+        let deadline = self.shared.deadline(request.metadata());
+        let req = request.into_inner();
+        if req.optional_concrete_limit != 0 {
+            return Err(
+                ApiError::Unimplemented("concrete limit is not yet supported".to_string()).into(),
+            );
+        }
+        let resource = convert::object_ref("resource", req.resource.as_ref())?;
+        convert::relation_name("permission", &req.permission)?;
+        convert::object_type("subject_object_type", &req.subject_object_type)?;
+        let subject_relation = (!req.optional_subject_relation.is_empty())
+            .then_some(req.optional_subject_relation.as_str());
+        if let Some(r) = subject_relation {
+            convert::relation_name("optional_subject_relation", r)?;
+        }
+        let context = self
+            .shared
+            .caveat_context("context", req.context.as_ref())?;
+        let revision = self.revision(req.consistency.as_ref())?;
+        let ctx = self
+            .shared
+            .eval_context(revision, resource.object_type(), context, deadline)?;
+        let found = eval::lookup_subjects(
+            &ctx,
+            &resource,
+            &req.permission,
+            &req.subject_object_type,
+            subject_relation,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        let exclude_wildcards = req.wildcard_option
+            == pb::lookup_subjects_request::WildcardOption::ExcludeWildcards as i32;
+        let token = encode_zedtoken(revision);
+        let resolved = |id: &str, caveat: Option<&CaveatExpr>| {
+            let (p, info) = lookup_permissionship(&ctx, caveat);
+            pb::ResolvedSubject {
+                subject_object_id: id.to_string(),
+                permissionship: p as i32,
+                partial_caveat_info: info,
+            }
+        };
+        let responses: Vec<Result<pb::LookupSubjectsResponse, Status>> = found
+            .iter()
+            .filter(|s| !(exclude_wildcards && s.subject_id == crate::model::WILDCARD))
+            .map(|s| {
+                let subject = resolved(&s.subject_id, s.caveat.as_ref());
+                Ok(pb::LookupSubjectsResponse {
+                    looked_up_at: Some(token.clone()),
+                    subject_object_id: s.subject_id.clone(),
+                    excluded_subject_ids: s.excluded.iter().map(|e| e.subject_id.clone()).collect(),
+                    permissionship: subject.permissionship,
+                    partial_caveat_info: subject.partial_caveat_info.clone(),
+                    subject: Some(subject),
+                    excluded_subjects: s
+                        .excluded
+                        .iter()
+                        .map(|e| resolved(&e.subject_id, e.caveat.as_ref()))
+                        .collect(),
+                    after_result_cursor: None,
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(responses))))
+    }
+
+    async fn import_bulk_relationships(
+        &self,
+        request: Request<Streaming<pb::ImportBulkRelationshipsRequest>>,
+    ) -> Result<Response<pb::ImportBulkRelationshipsResponse>, Status> {
+        /// Batches of relationships buffered between the network and the store.
+        const IMPORT_BUFFER: usize = 8;
+        let mut incoming = request.into_inner();
+        let head = self
+            .shared
+            .datastore
+            .head_revision()
+            .map_err(ApiError::from)?;
+        let schema = self
+            .shared
+            .datastore
+            .snapshot(head)
+            .map_err(ApiError::from)?
+            .schema();
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<Result<Vec<Relationship>, ApiError>>(IMPORT_BUFFER);
+        let datastore = Arc::clone(&self.shared.datastore);
+        let importer = tokio::task::spawn_blocking(move || {
+            let mut failure: Option<ApiError> = None;
+            let mut pending = std::collections::VecDeque::new();
+            let result = {
+                let mut source = std::iter::from_fn(|| {
+                    loop {
+                        if failure.is_some() {
+                            return None;
+                        }
+                        if let Some(rel) = pending.pop_front() {
+                            return Some(Ok(rel));
+                        }
+                        match rx.blocking_recv()? {
+                            Ok(batch) => pending.extend(batch),
+                            Err(e) => {
+                                failure = Some(e);
+                                return Some(Err(StoreError::Refused(
+                                    "the import was refused".to_string(),
+                                )));
+                            }
+                        }
+                    }
+                });
+                datastore.bulk_import(&mut source)
+            };
+            match (result, failure) {
+                (_, Some(e)) => Err(e),
+                (Ok(outcome), None) => Ok(outcome),
+                (Err(e), None) => Err(already_exists(e)),
+            }
+        });
+        let mut index = 0usize;
+        let mut feed_error = None;
+        while let Some(message) = incoming.next().await {
+            let batch = match message {
+                Ok(m) => m,
+                Err(status) => {
+                    feed_error = Some(ApiError::Cancelled(format!(
+                        "the import stream failed: {}",
+                        status.message()
+                    )));
+                    break;
+                }
+            };
+            let mut rels = Vec::with_capacity(batch.relationships.len());
+            let mut refused = None;
+            for r in &batch.relationships {
+                let field = format!("relationships[{index}]");
+                index += 1;
+                let checked = convert::relationship(&field, Some(r)).and_then(|rel| {
+                    validate_update(schema.as_deref(), UpdateOp::Create, &rel).map(|()| rel)
+                });
+                match checked {
+                    Ok(rel) => rels.push(rel),
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = refused {
+                feed_error = Some(e);
+                break;
+            }
+            if tx.send(Ok(rels)).await.is_err() {
+                break; // the importer stopped (it failed); its error is reported below
+            }
+        }
+        if let Some(e) = feed_error {
+            let _ = tx.send(Err(e)).await;
+        }
+        drop(tx);
+        let outcome = importer
+            .await
+            .map_err(|e| ApiError::Internal(format!("import task failed: {e}")))??;
+        Ok(Response::new(pb::ImportBulkRelationshipsResponse {
+            num_loaded: outcome.loaded,
+        }))
+    }
+
+    async fn export_bulk_relationships(
+        &self,
+        request: Request<pb::ExportBulkRelationshipsRequest>,
+    ) -> Result<Response<ResponseStream<pb::ExportBulkRelationshipsResponse>>, Status> {
+        let req = request.into_inner();
+        let max = self.shared.config.max_export_batch;
+        Self::check_limit(req.optional_limit, max)?;
+        let batch = if req.optional_limit == 0 {
+            max
+        } else {
+            req.optional_limit
+        };
+        let filter = match &req.optional_relationship_filter {
+            Some(f) => convert::filter("optional_relationship_filter", Some(f))?,
+            None => RelationshipFilter::default(),
+        };
+        let hash = cursor::parameter_hash(
+            "ExportBulkRelationships",
+            &pb::ExportBulkRelationshipsRequest {
+                optional_relationship_filter: req.optional_relationship_filter.clone(),
+                ..Default::default()
+            },
+        );
+        let (revision, after) =
+            self.paged_revision(req.consistency.as_ref(), req.optional_cursor.as_ref(), hash)?;
+        let after = after
+            .map(|text| {
+                Relationship::parse(&text).map_err(|_| {
+                    ApiError::InvalidCursor("could not parse resume relationship".to_string())
+                })
+            })
+            .transpose()?;
+        let stream = self.stream_relationships(
+            revision,
+            filter,
+            after,
+            hash,
+            batch as usize,
+            None,
+            |rels, c| pb::ExportBulkRelationshipsResponse {
+                after_result_cursor: Some(c),
+                relationships: rels.iter().map(convert::relationship_to_proto).collect(),
+            },
+        )?;
+        Ok(Response::new(stream))
+    }
+}
