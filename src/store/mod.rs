@@ -81,7 +81,9 @@ pub trait Datastore: Send + Sync {
 
     /// One garbage-collection pass at time `now`: removes relationship versions that no
     /// revision inside the GC window (nor any live snapshot) can see, relationships whose
-    /// expiration passed before `now`, and changelog entries older than the window.
+    /// expiration passed before `now` (those vanish even from live snapshots: evaluation
+    /// ignores them already), and changelog entries older than the window. The memory store
+    /// runs it only when called; the RocksDB store also runs it on a background thread.
     fn collect_garbage(&self, now: Timestamp) -> Result<GcStats, StoreError>;
 }
 

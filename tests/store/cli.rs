@@ -239,6 +239,47 @@ fn a_backup_exports_exactly_what_the_original_does() {
 }
 
 #[test]
+fn a_backup_of_a_directory_in_use_holds_every_acknowledged_write() {
+    use arbor::model::{Relationship, RelationshipFilter};
+    use arbor::store::Datastore;
+    use arbor::store::rocks::{RocksDatastore, RocksOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backup = dir.path().join("backup");
+    let options = || RocksOptions {
+        gc_interval: None,
+        ..RocksOptions::default()
+    };
+    // This process holds the data directory open, as a server would.
+    let live = RocksDatastore::open(&data, options()).unwrap();
+    live.bulk_import(
+        &mut (0..500)
+            .map(|i| Ok(Relationship::parse(&format!("doc:d{i}#viewer@user:u{i}")).unwrap())),
+    )
+    .unwrap();
+    let head = live
+        .write(&mut |txn| txn.touch(Relationship::parse("doc:last#viewer@user:x").unwrap()))
+        .unwrap();
+    let o = arbor(&["backup", "--data-dir", path(&data), path(&backup)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("in use by another process"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let restored = RocksDatastore::open(&backup, options()).unwrap();
+    assert_eq!(restored.head_revision().unwrap(), head);
+    let count = restored
+        .snapshot(head)
+        .unwrap()
+        .read(&RelationshipFilter::default(), None)
+        .count();
+    assert_eq!(count, 501);
+    drop(live);
+}
+
+#[test]
 fn every_flag_is_documented_in_help() {
     for (command, flags) in [
         ("import", &["--data-dir", "--schema", "FILE"][..]),

@@ -113,8 +113,11 @@ fn every_acknowledged_batch_survives_sigkill_and_none_is_torn() {
             }
         });
         // Wait until the child has the store open, then let it write for a random while; on
-        // odd rounds, until it starts a bulk import, and kill it in the middle of that.
-        let wait_for = if round % 2 == 1 {
+        // odd rounds, until it starts a bulk import, and kill it in the middle of that; on the
+        // first, until an import was acknowledged.
+        let wait_for = if round == 0 {
+            format!("ack imp:r0b{} ", IMPORT_EVERY - 1)
+        } else if round % 2 == 1 {
             format!("ack txn:r{round}b{} ", IMPORT_EVERY - 2)
         } else {
             "open".to_string()
@@ -130,7 +133,7 @@ fn every_acknowledged_batch_survives_sigkill_and_none_is_torn() {
                 break;
             }
         }
-        let pause = if round % 2 == 1 { 0..40 } else { 0..700 };
+        let pause = if round % 2 == 1 { 0..40 } else { 0..2500 };
         std::thread::sleep(Duration::from_millis(rng.gen_range(pause)));
         child.kill().unwrap();
         child.wait().unwrap();
@@ -176,8 +179,9 @@ fn every_acknowledged_batch_survives_sigkill_and_none_is_torn() {
         assert!(found.len() <= acked.len() + round as usize + 1);
     }
     println!(
-        "{ROUNDS} rounds, {} acknowledged batches, {killed_mid_import} kills during an import, {:.1?}",
+        "{ROUNDS} rounds, {} acknowledged batches ({} imports), {killed_mid_import} kills during an import, {:.1?}",
         acked.len(),
+        acked.iter().filter(|(r, _)| r.starts_with("imp:")).count(),
         started.elapsed()
     );
     assert!(
@@ -185,4 +189,10 @@ fn every_acknowledged_batch_survives_sigkill_and_none_is_torn() {
         "the child acknowledged too little"
     );
     assert!(killed_mid_import > 0, "no kill landed during a bulk import");
+    assert!(
+        acked
+            .iter()
+            .any(|(resource, _)| resource.starts_with("imp:")),
+        "no bulk import was acknowledged"
+    );
 }

@@ -3,7 +3,11 @@
 //! and the recovery at open of one that never committed (a crash mid-import).
 //!
 //! Every batch holds the versions it adds and a changelog chunk listing them, so the chunks of
-//! an uncommitted revision (above the head) list exactly what must be removed.
+//! an uncommitted revision (above the head) list exactly what must be removed. The batches skip
+//! the write-ahead log (the import's biggest cost after the memtables); the column families
+//! flush atomically (`set_atomic_flush`), so whatever part of an import reaches the disk before
+//! a crash has its chunks with it. The commit flushes the memtables first, then writes the
+//! commit record with a synced WAL: acknowledged means on disk.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
@@ -51,6 +55,16 @@ pub(super) fn bulk_import(
             return Err(e);
         }
     };
+    // The versions were written without the WAL: make them durable before the commit is.
+    if let Err(e) = shared.flush_all() {
+        if let Err(rollback_err) = rollback(shared, revision) {
+            shared
+                .broken
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::error!(error = %rollback_err, "rolling back an unflushed import failed");
+        }
+        return Err(e);
+    }
     let timestamp = shared.state()?.clock.stamp(Timestamp::now());
     let mut batch = WriteBatch::default();
     shared.add_commit(
@@ -89,7 +103,7 @@ fn forward_index_empty(shared: &Shared) -> Result<bool, StoreError> {
 
 /// What the encoding thread hands the writing thread.
 enum ToWriter {
-    /// A batch to write (WAL on, not synced: the commit syncs it).
+    /// A batch to write (without the WAL: the commit flushes the memtables).
     Batch(WriteBatch),
     /// Answer once every batch sent before has been written.
     Barrier(SyncSender<()>),
@@ -132,7 +146,10 @@ pub(super) fn stream(
     let check_existing = !forward_index_empty(shared)?;
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<ToWriter>(WRITE_QUEUE);
-        let writer = scope.spawn(move || write_batches(shared, rx));
+        let writer = std::thread::Builder::new()
+            .name("arbor-import-write".to_string())
+            .spawn_scoped(scope, move || write_batches(shared, rx))
+            .map_err(|e| StoreError::Internal(format!("cannot start the import writer: {e}")))?;
         let encoded = encode(shared, base, revision, check_existing, relationships, &tx);
         drop(tx);
         let written = writer
@@ -145,7 +162,8 @@ pub(super) fn stream(
 }
 
 fn write_batches(shared: &Shared, rx: Receiver<ToWriter>) -> Result<(), StoreError> {
-    let opts = WriteOptions::default();
+    let mut opts = WriteOptions::default();
+    opts.disable_wal(true);
     for message in rx {
         match message {
             ToWriter::Batch(batch) => shared.db.write_opt(batch, &opts).map_err(rocks_err)?,

@@ -25,6 +25,7 @@ mod read;
 #[cfg(test)]
 mod tests;
 mod txn;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -186,6 +187,17 @@ impl Shared {
         Ok(())
     }
 
+    /// Flushes the memtables of every column family, atomically, to table files.
+    fn flush_all(&self) -> Result<(), StoreError> {
+        let cfs: Vec<&ColumnFamily> = keys::COLUMN_FAMILIES
+            .iter()
+            .map(|name| self.cf(name))
+            .collect::<Result<_, _>>()?;
+        self.db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
+            .map_err(rocks_err)
+    }
+
     /// Adds the commit record, changelog chunk 0, schema and head of `revision` to `batch`.
     fn add_commit(
         &self,
@@ -309,6 +321,9 @@ fn db_options(create: bool) -> Options {
     opts.set_max_background_jobs(i32::try_from(cores.max(2)).unwrap_or(2));
     // Spread file syncs over time instead of stalling at the end of a flush.
     opts.set_bytes_per_sync(1 << 20);
+    // Flush every column family together, so a bulk import's versions (written without the
+    // WAL) never reach the disk without the changelog chunks that list them.
+    opts.set_atomic_flush(true);
     // RocksDB's own info LOG files: keep a few, small.
     opts.set_keep_log_file_num(5);
     opts.set_max_log_file_size(16 << 20);
@@ -428,16 +443,77 @@ impl RocksDatastore {
         Ok(())
     }
 
+    /// Backs up the data directory at `path` while another process (a running `arbor serve`)
+    /// has it open. A file checkpoint would miss what that process has only in its
+    /// write-ahead log, so this opens a read-only view (which replays the log: every
+    /// acknowledged write is in it), and copies every key of that view into a new data
+    /// directory at `dir`. The view keeps its table files open, so the other process's
+    /// compactions cannot pull them away mid-copy.
+    pub fn backup_in_use(path: &Path, dir: &Path) -> Result<(), StoreError> {
+        if dir.exists() {
+            return Err(StoreError::DataDirectory(format!(
+                "backup directory `{}` already exists",
+                dir.display()
+            )));
+        }
+        let cache = Cache::new_lru_cache(8 << 20);
+        let descriptors = |cache: &Cache| {
+            keys::COLUMN_FAMILIES
+                .iter()
+                .map(|name| ColumnFamilyDescriptor::new(*name, column_family_options(name, cache)))
+                .collect::<Vec<_>>()
+        };
+        let mut source_opts = db_options(false);
+        // Every table file open for the life of the view (RocksDB's default, made explicit).
+        source_opts.set_max_open_files(-1);
+        let source =
+            DB::open_cf_descriptors_read_only(&source_opts, path, descriptors(&cache), false)
+                .map_err(|e| open_err(path, e))?;
+        let format = match source.cf_handle(keys::CF_META) {
+            Some(meta) => source
+                .get_cf(meta, keys::META_FORMAT_VERSION)
+                .map_err(rocks_err)?,
+            None => None,
+        };
+        match format.as_deref().map(codec::decode_u32).transpose()? {
+            Some(keys::FORMAT_VERSION) => {}
+            _ => {
+                return Err(StoreError::DataDirectory(format!(
+                    "`{}` is not an Arbor data directory of format {}",
+                    path.display(),
+                    keys::FORMAT_VERSION
+                )));
+            }
+        }
+        let target = DB::open_cf_descriptors(&db_options(true), dir, descriptors(&cache))
+            .map_err(|e| open_err(dir, e))?;
+        let copied = copy_all(&source, &target);
+        let flushed = copied.and_then(|n| {
+            let cfs: Vec<&ColumnFamily> = keys::COLUMN_FAMILIES
+                .iter()
+                .filter_map(|name| target.cf_handle(name))
+                .collect();
+            target
+                .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
+                .map_err(rocks_err)
+                .map(|()| n)
+        });
+        drop(target);
+        match flushed {
+            Ok(keys_copied) => {
+                tracing::info!(from = %path.display(), to = %dir.display(), keys_copied, "backup of a data directory in use written");
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(dir);
+                Err(e)
+            }
+        }
+    }
+
     /// Flushes the memtables to table files, so reopening replays no write-ahead log.
     pub fn flush(&self) -> Result<(), StoreError> {
-        let cfs: Vec<&ColumnFamily> = keys::COLUMN_FAMILIES
-            .iter()
-            .map(|name| self.shared.cf(name))
-            .collect::<Result<_, _>>()?;
-        self.shared
-            .db
-            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
-            .map_err(rocks_err)
+        self.shared.flush_all()
     }
 
     /// The approximate size on disk of the live table files, in bytes.
@@ -445,6 +521,41 @@ impl RocksDatastore {
         let files = self.shared.db.live_files().map_err(rocks_err)?;
         Ok(files.iter().map(|f| f.size as u64).sum())
     }
+}
+
+/// Copies every key of every column family from `source` to `target` (without the WAL: the
+/// caller flushes); returns how many.
+fn copy_all(source: &DB, target: &DB) -> Result<u64, StoreError> {
+    const COPY_BATCH: usize = 10_000;
+    let mut opts = WriteOptions::default();
+    opts.disable_wal(true);
+    let mut copied = 0u64;
+    for name in keys::COLUMN_FAMILIES {
+        let (Some(from), Some(to)) = (source.cf_handle(name), target.cf_handle(name)) else {
+            return Err(StoreError::Internal(format!(
+                "column family `{name}` is not open"
+            )));
+        };
+        let mut read = rocksdb::ReadOptions::default();
+        read.set_total_order_seek(true);
+        read.fill_cache(false);
+        let mut iter = source.raw_iterator_cf_opt(from, read);
+        iter.seek_to_first();
+        let mut batch = WriteBatch::default();
+        while let Some((key, value)) = iter.item() {
+            batch.put_cf(to, key, value);
+            copied += 1;
+            if batch.len() >= COPY_BATCH {
+                target
+                    .write_opt(std::mem::take(&mut batch), &opts)
+                    .map_err(rocks_err)?;
+            }
+            iter.next();
+        }
+        iter.status().map_err(rocks_err)?;
+        target.write_opt(batch, &opts).map_err(rocks_err)?;
+    }
+    Ok(copied)
 }
 
 /// A RocksDB open error, with the common causes explained.
@@ -600,7 +711,7 @@ impl Datastore for RocksDatastore {
     }
 
     fn changes_since(&self, after: Revision, limit: usize) -> Result<Vec<ChangeSet>, StoreError> {
-        read::changes_since(&self.shared, after, limit)
+        watch::changes_since(&self.shared, after, limit)
     }
 
     fn bulk_import(
