@@ -310,13 +310,7 @@ impl PermissionsService for PermissionsApi {
         );
         let (revision, after) =
             self.paged_revision(req.consistency.as_ref(), req.optional_cursor.as_ref(), hash)?;
-        let after = after
-            .map(|text| {
-                Relationship::parse(&text).map_err(|_| {
-                    ApiError::InvalidCursor("could not parse resume relationship".to_string())
-                })
-            })
-            .transpose()?;
+        let after = resume_after(after)?;
         let limit = (req.optional_limit > 0).then_some(req.optional_limit as usize);
         let token = encode_zedtoken(revision);
         let stream = self.stream_relationships(
@@ -868,13 +862,7 @@ impl PermissionsService for PermissionsApi {
         );
         let (revision, after) =
             self.paged_revision(req.consistency.as_ref(), req.optional_cursor.as_ref(), hash)?;
-        let after = after
-            .map(|text| {
-                Relationship::parse(&text).map_err(|_| {
-                    ApiError::InvalidCursor("could not parse resume relationship".to_string())
-                })
-            })
-            .transpose()?;
+        let after = resume_after(after)?;
         let stream = self.stream_relationships(
             revision,
             filter,
@@ -889,4 +877,15 @@ impl PermissionsService for PermissionsApi {
         )?;
         Ok(Response::new(stream))
     }
+}
+
+/// The relationship a paged read resumes after, decoded from its cursor.
+fn resume_after(after: Option<String>) -> Result<Option<Relationship>, ApiError> {
+    after
+        .map(|text| {
+            Relationship::parse(&text).map_err(|_| {
+                ApiError::InvalidCursor("could not parse resume relationship".to_string())
+            })
+        })
+        .transpose()
 }
