@@ -1,4 +1,4 @@
-//! Compiles `proto/` (authzed.api.v1 and google.rpc.Status) into Rust with protox and
+//! Compiles `proto/` (authzed.api.v1, arbor.v1 and google.rpc.Status) into Rust with protox and
 //! tonic-prost-build, with no system `protoc`, and writes the descriptor set that server
 //! reflection serves.
 
@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "authzed/api/v1/watch_service.proto",
     "authzed/api/v1/error_reason.proto",
     "google/rpc/error_details.proto",
+    "arbor/v1/organization.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

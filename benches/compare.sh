@@ -6,19 +6,21 @@
 # RPC (Arbor answering a one-relationship workload: the cost of the transport itself), and ratios.
 #
 # usage: benches/compare.sh [xs|s|m|DIR] [--clients "1 8"] [--ops "check bulk-check"]
-#                           [--duration 20s] [--warmup 5s]
-# Needs ../shared/workloads beside the repository; runs its setup.sh (idempotent) for SpiceDB.
+#                           [--duration 20s] [--warmup 5s] [--no-spicedb]
+# Needs ../shared/workloads beside the repository; runs its setup.sh (idempotent) for SpiceDB
+# unless --no-spicedb. ARBOR_BIN=path uses that binary instead of building one.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-size=s; clients="1 8"; ops="check bulk-check lookup-subjects"; duration=20s; warmup=5s
+size=s; clients="1 8"; ops="check bulk-check lookup-subjects"; duration=20s; warmup=5s; spicedb=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --clients) clients="$2"; shift 2 ;;
         --ops) ops="$2"; shift 2 ;;
         --duration) duration="$2"; shift 2 ;;
         --warmup) warmup="$2"; shift 2 ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        --no-spicedb) spicedb=0; shift ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) size="$1"; shift ;;
     esac
 done
@@ -33,10 +35,14 @@ case "$size" in
 esac
 [[ -f "$wl/checks.txt" ]] || { echo "no workload at $wl" >&2; exit 1; }
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/arbor-target}"
-cargo build --release --bin arbor >&2
-arbor="$CARGO_TARGET_DIR/release/arbor"
-"$shared/setup.sh" >&2
+if [[ -n "${ARBOR_BIN:-}" ]]; then
+    arbor="$ARBOR_BIN"
+else
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/arbor-target}"
+    cargo build --release --bin arbor >&2
+    arbor="$CARGO_TARGET_DIR/release/arbor"
+fi
+[[ $spicedb == 1 ]] && "$shared/setup.sh" >&2
 
 work=$(mktemp -d)
 pids=()
@@ -71,14 +77,18 @@ printf 'true\nfalse\n' > "$work/micro/model_answers.txt"
 p_spice=$(free_port); p_warm=$(free_port); m_warm=$(free_port); p_cold=$(free_port); m_cold=$(free_port)
 p_noop=$(free_port); m_noop=$(free_port)
 
-echo "starting SpiceDB on $wl" >&2
-python3 "$shared/spicedb_peer.py" serve "$wl" --port "$p_spice" --token "$token" >"$work/spicedb.json" 2>"$work/spicedb.log" &
-pids+=($!)
+if [[ $spicedb == 1 ]]; then
+    echo "starting SpiceDB on $wl" >&2
+    python3 "$shared/spicedb_peer.py" serve "$wl" --port "$p_spice" --token "$token" >"$work/spicedb.json" 2>"$work/spicedb.log" &
+    pids+=($!)
+fi
 start_arbor warm "$p_warm" "$m_warm"
 start_arbor cold "$p_cold" "$m_cold" --dispatch-cache-enabled=false
 start_arbor noop "$p_noop" "$m_noop" --datastore-engine memory
-for _ in $(seq 1 3000); do grep -q ready "$work/spicedb.json" 2>/dev/null && break; sleep 0.2; done
-grep -q ready "$work/spicedb.json" || { echo "SpiceDB did not start:" >&2; tail "$work/spicedb.log" >&2; exit 1; }
+if [[ $spicedb == 1 ]]; then
+    for _ in $(seq 1 3000); do grep -q ready "$work/spicedb.json" 2>/dev/null && break; sleep 0.2; done
+    grep -q ready "$work/spicedb.json" || { echo "SpiceDB did not start:" >&2; tail "$work/spicedb.log" >&2; exit 1; }
+fi
 
 bench() { "$arbor" bench --token "$token" --json "$@" | tail -n 1; }
 echo "loading Arbor" >&2
@@ -92,7 +102,7 @@ for op in $ops; do
         echo "running $op with $c clients" >&2
         bench --label arbor-cold --target "127.0.0.1:$p_cold" --workload "$wl" --op "$op" --clients "$c" --duration "$duration" --metrics-url "http://127.0.0.1:$m_cold/metrics" >>"$results"
         bench --label arbor-warm --target "127.0.0.1:$p_warm" --workload "$wl" --op "$op" --clients "$c" --duration "$duration" --warmup "$warmup" --metrics-url "http://127.0.0.1:$m_warm/metrics" >>"$results"
-        bench --label spicedb --target "127.0.0.1:$p_spice" --workload "$wl" --op "$op" --clients "$c" --duration "$duration" >>"$results"
+        [[ $spicedb == 1 ]] && bench --label spicedb --target "127.0.0.1:$p_spice" --workload "$wl" --op "$op" --clients "$c" --duration "$duration" >>"$results"
         if [[ "$op" == check || "$op" == bulk-check ]]; then
             bench --label noop --target "127.0.0.1:$p_noop" --workload "$work/micro" --op "$op" --clients "$c" --duration "$duration" >>"$results"
         fi

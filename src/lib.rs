@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod eval;
+pub mod identity;
 pub mod model;
 pub mod schema;
 pub mod server;

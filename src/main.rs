@@ -62,6 +62,10 @@ enum Command {
     /// Copy a data directory consistently into a new directory (a RocksDB checkpoint).
     #[command(after_help = cli::backup::AFTER_HELP)]
     Backup(cli::backup::BackupArgs),
+    /// Verify, query and tail the audit log of a data directory; anchor its head; make
+    /// anchor keys; stream a running server's new entries as JSON lines.
+    #[command(after_help = cli::audit::AFTER_HELP)]
+    Audit(cli::audit::AuditArgs),
     /// Drive any authzed.api.v1 server (Arbor or SpiceDB) with a workload and report
     /// throughput and latency percentiles.
     Bench(cli::bench::BenchArgs),
@@ -111,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Import(args) => cli::import::run(&args),
         Command::Export(args) => cli::export::run(&args),
         Command::Backup(args) => cli::backup::run(&args),
+        Command::Audit(args) => cli::audit::run(&args),
         Command::Bench(args) => {
             drop(runtime);
             let runtime = tokio::runtime::Builder::new_multi_thread()

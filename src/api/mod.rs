@@ -2,6 +2,7 @@
 //! (`auth`, which decides the `Caller`), and the one translation of every error into a gRPC
 //! status (`status`). Nothing below this layer knows protobuf.
 
+pub mod audit_json;
 pub mod auth;
 pub mod grpc;
 pub mod status;

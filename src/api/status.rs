@@ -16,6 +16,7 @@ use tonic::Code;
 use super::grpc::proto::authzed::api::v1::ErrorReason;
 use super::grpc::proto::google::rpc::{ErrorInfo, Status as RpcStatus};
 use crate::eval::EvalError;
+use crate::identity::IdentityError;
 use crate::schema::RelationshipSchemaError;
 use crate::store::StoreError;
 
@@ -253,6 +254,18 @@ pub enum ApiError {
     /// Credentials that match no key.
     #[error("{0}")]
     PermissionDenied(String),
+    /// An argument of an administration request is malformed (the message names it).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A named record (organization, user, credential, invitation, session) does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A record with this id or unique attribute exists already.
+    #[error("{0}")]
+    RecordExists(String),
+    /// The operation conflicts with the current state of the records it touches.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// A failure of the server itself (storage, a bug).
     #[error("{0}")]
     Internal(String),
@@ -294,7 +307,8 @@ impl ApiError {
             | DuplicateUpdate { .. }
             | EmptyPrecondition
             | InvalidFilter { .. }
-            | TooManyForTransactionalDelete { .. } => Code::InvalidArgument,
+            | TooManyForTransactionalDelete { .. }
+            | InvalidArgument(_) => Code::InvalidArgument,
             RevisionUnavailable(_) => Code::OutOfRange,
             UnknownDefinition(_)
             | UnknownRelation { .. }
@@ -302,7 +316,9 @@ impl ApiError {
             | SchemaType { .. }
             | PreconditionFailed { .. }
             | MaxDepthExceeded { .. } => Code::FailedPrecondition,
-            SchemaNotDefined => Code::NotFound,
+            SchemaNotDefined | NotFound(_) => Code::NotFound,
+            RecordExists(_) => Code::AlreadyExists,
+            FailedPrecondition(_) => Code::FailedPrecondition,
             AlreadyExists { .. } => Code::AlreadyExists,
             DeadlineExceeded => Code::DeadlineExceeded,
             Cancelled(_) => Code::Cancelled,
@@ -336,6 +352,10 @@ impl ApiError {
             | Unimplemented(_)
             | Unauthenticated(_)
             | PermissionDenied(_)
+            | NotFound(_)
+            | InvalidArgument(_)
+            | RecordExists(_)
+            | FailedPrecondition(_)
             | Internal(_) => return None,
             InvalidCursor(_) => (R::InvalidCursor, Metadata::new()),
             UnknownDefinition(name) => (
@@ -556,6 +576,20 @@ impl From<EvalError> for ApiError {
             EvalError::Store(s) => ApiError::from(s),
             EvalError::Caveat { caveat, message } => ApiError::CaveatEvaluation { caveat, message },
             #[allow(unreachable_patterns)]
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            IdentityError::AlreadyExists(m) => ApiError::RecordExists(m),
+            IdentityError::InvalidArgument(m) => ApiError::InvalidArgument(m),
+            IdentityError::FailedPrecondition(m) => ApiError::FailedPrecondition(m),
+            IdentityError::Store(s) => ApiError::from(s),
+            IdentityError::Eval(ev) => ApiError::from(ev),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -365,8 +365,42 @@ async fn verify(args: &BenchArgs, channel: Channel, checks: &[CheckLine]) -> any
 #[derive(Default)]
 struct ClientResult {
     latencies_us: Vec<u32>,
+    /// Of streamed calls: how long the first result took.
+    first_us: Vec<u32>,
     errors: u64,
     items: u64,
+}
+
+/// What one call did.
+struct CallOutcome {
+    ok: bool,
+    items: u64,
+    /// Of a streamed call that returned something: when the first result arrived.
+    first: Option<Duration>,
+}
+
+impl CallOutcome {
+    fn of(ok: bool, items: u64) -> Self {
+        CallOutcome {
+            ok,
+            items,
+            first: None,
+        }
+    }
+}
+
+/// One client's connection: the generated client, a raw one for the calls whose messages are
+/// built once before timing (CheckBulkPermissions) or only counted (streams), and the
+/// CheckBulkPermissions requests it has encoded, by the index of their first check. The load
+/// generator shares the machine with the server, so it spends as little CPU per item as it can.
+struct Wire {
+    client: PermissionsServiceClient<Channel>,
+    raw: tonic::client::Grpc<Channel>,
+    encoded_bulk: std::collections::HashMap<usize, prost::bytes::Bytes>,
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
 async fn run_client(
@@ -377,7 +411,11 @@ async fn run_client(
     measure_from: Instant,
     stop_at: Instant,
 ) -> ClientResult {
-    let mut client = PermissionsServiceClient::new(channel);
+    let mut wire = Wire {
+        client: PermissionsServiceClient::new(channel.clone()),
+        raw: tonic::client::Grpc::new(channel),
+        encoded_bulk: std::collections::HashMap::new(),
+    };
     let mut out = ClientResult::default();
     let n = checks.len();
     let stride = (n / args.clients.max(1)).max(1);
@@ -385,13 +423,15 @@ async fn run_client(
     let mut seq: u64 = 0;
     while Instant::now() < stop_at {
         let started = Instant::now();
-        let (ok, items) = one_call(&args, &mut client, &checks, i, id, seq).await;
+        let call = one_call(&args, &mut wire, &checks, i, id, seq).await;
         let elapsed = started.elapsed();
         if started >= measure_from {
-            out.latencies_us
-                .push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX));
-            out.items += items;
-            if !ok {
+            out.latencies_us.push(micros(elapsed));
+            if let Some(first) = call.first {
+                out.first_us.push(micros(first));
+            }
+            out.items += call.items;
+            if !call.ok {
                 out.errors += 1;
             }
         }
@@ -407,16 +447,17 @@ async fn run_client(
 
 async fn one_call(
     args: &BenchArgs,
-    client: &mut PermissionsServiceClient<Channel>,
+    wire: &mut Wire,
     checks: &[CheckLine],
     i: usize,
     client_id: usize,
     seq: u64,
-) -> (bool, u64) {
+) -> CallOutcome {
     let Some(c) = checks.get(i) else {
-        return (false, 0);
+        return CallOutcome::of(false, 0);
     };
     let token = args.token.as_str();
+    let client = &mut wire.client;
     match args.op {
         Op::Check => {
             let req = pb::CheckPermissionRequest {
@@ -427,41 +468,33 @@ async fn one_call(
                 ..Default::default()
             };
             let Ok(req) = authed(req, token) else {
-                return (false, 0);
+                return CallOutcome::of(false, 0);
             };
-            (client.check_permission(req).await.is_ok(), 1)
+            CallOutcome::of(client.check_permission(req).await.is_ok(), 1)
         }
         Op::BulkCheck => {
-            let items: Vec<_> = (0..args.bulk_size.max(1))
-                .filter_map(|k| checks.get((i + k) % checks.len()))
-                .map(|c| pb::CheckBulkPermissionsRequestItem {
-                    resource: Some(object(&c.resource_type, &c.resource_id)),
-                    permission: c.permission.clone(),
-                    subject: Some(subject(c)),
-                    context: None,
-                })
-                .collect();
-            let count = items.len() as u64;
-            let req = pb::CheckBulkPermissionsRequest {
-                consistency: consistency(args.consistency),
-                items,
-                with_tracing: false,
+            let count = args.bulk_size.max(1).min(checks.len()) as u64;
+            let body = wire
+                .encoded_bulk
+                .entry(i)
+                .or_insert_with(|| encode_bulk(args, checks, i))
+                .clone();
+            let Ok(req) = authed(body, token) else {
+                return CallOutcome::of(false, 0);
             };
-            let Ok(req) = authed(req, token) else {
-                return (false, 0);
-            };
-            match client.check_bulk_permissions(req).await {
+            if wire.raw.ready().await.is_err() {
+                return CallOutcome::of(false, count);
+            }
+            let path = http::uri::PathAndQuery::from_static(
+                "/authzed.api.v1.PermissionsService/CheckBulkPermissions",
+            );
+            match wire.raw.unary(req, path, RawBulkCodec).await {
                 Ok(resp) => {
-                    let pairs = resp.into_inner().pairs;
-                    let failed = pairs.iter().any(|p| {
-                        matches!(
-                            p.response,
-                            Some(pb::check_bulk_permissions_pair::Response::Error(_))
-                        )
-                    });
-                    (!failed && pairs.len() as u64 == count, count)
+                    let summary = resp.into_inner();
+                    let failed = summary.pairs.iter().any(|p| p.error.is_some());
+                    CallOutcome::of(!failed && summary.pairs.len() as u64 == count, count)
                 }
-                Err(_) => (false, count),
+                Err(_) => CallOutcome::of(false, count),
             }
         }
         Op::LookupResources => {
@@ -473,9 +506,12 @@ async fn one_call(
                 ..Default::default()
             };
             let Ok(req) = authed(req, token) else {
-                return (false, 0);
+                return CallOutcome::of(false, 0);
             };
-            drain(client.lookup_resources(req).await).await
+            let path = http::uri::PathAndQuery::from_static(
+                "/authzed.api.v1.PermissionsService/LookupResources",
+            );
+            count_stream(&mut wire.raw, req, path).await
         }
         Op::LookupSubjects => {
             let req = pb::LookupSubjectsRequest {
@@ -486,9 +522,12 @@ async fn one_call(
                 ..Default::default()
             };
             let Ok(req) = authed(req, token) else {
-                return (false, 0);
+                return CallOutcome::of(false, 0);
             };
-            drain(client.lookup_subjects(req).await).await
+            let path = http::uri::PathAndQuery::from_static(
+                "/authzed.api.v1.PermissionsService/LookupSubjects",
+            );
+            count_stream(&mut wire.raw, req, path).await
         }
         Op::Write => {
             let rel = pb::Relationship {
@@ -508,25 +547,129 @@ async fn one_call(
                 ..Default::default()
             };
             let Ok(req) = authed(req, token) else {
-                return (false, 0);
+                return CallOutcome::of(false, 0);
             };
-            (client.write_relationships(req).await.is_ok(), 1)
+            CallOutcome::of(client.write_relationships(req).await.is_ok(), 1)
         }
     }
 }
 
-async fn drain<T>(
-    resp: Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
-) -> (bool, u64) {
-    let Ok(resp) = resp else { return (false, 0) };
+/// Sends a streaming call and counts its messages without decoding their fields; notes when
+/// the first arrived.
+async fn count_stream<M: prost::Message + Send + Sync + 'static>(
+    raw: &mut tonic::client::Grpc<Channel>,
+    req: tonic::Request<M>,
+    path: http::uri::PathAndQuery,
+) -> CallOutcome {
+    let started = Instant::now();
+    if raw.ready().await.is_err() {
+        return CallOutcome::of(false, 0);
+    }
+    let codec = tonic_prost::ProstCodec::<M, Skipped>::default();
+    let Ok(resp) = raw.server_streaming(req, path, codec).await else {
+        return CallOutcome::of(false, 0);
+    };
     let mut stream = resp.into_inner();
-    let mut n = 0u64;
+    let mut out = CallOutcome::of(false, 0);
     loop {
         match stream.message().await {
-            Ok(Some(_)) => n += 1,
-            Ok(None) => return (true, n),
-            Err(_) => return (false, n),
+            Ok(Some(_)) => {
+                if out.first.is_none() {
+                    out.first = Some(started.elapsed());
+                }
+                out.items += 1;
+            }
+            Ok(None) => {
+                out.ok = true;
+                return out;
+            }
+            Err(_) => return out,
         }
+    }
+}
+
+/// Any message, its fields skipped: what a stream is counted with.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Skipped {}
+
+/// What the bench reads of a CheckBulkPermissionsResponse: one entry per pair, with whether it
+/// is an error (field numbers of `authzed.api.v1`; every other field is skipped undecoded).
+#[derive(Clone, PartialEq, prost::Message)]
+struct BulkSummary {
+    #[prost(message, repeated, tag = "2")]
+    pairs: Vec<PairSummary>,
+}
+
+/// One pair of a CheckBulkPermissionsResponse: only its `error` (field 3).
+#[derive(Clone, PartialEq, prost::Message)]
+struct PairSummary {
+    #[prost(message, optional, tag = "3")]
+    error: Option<Skipped>,
+}
+
+/// The CheckBulkPermissionsRequest of the `--bulk-size` checks from line `i` on, encoded.
+fn encode_bulk(args: &BenchArgs, checks: &[CheckLine], i: usize) -> prost::bytes::Bytes {
+    let items: Vec<_> = (0..args.bulk_size.max(1).min(checks.len()))
+        .filter_map(|k| checks.get((i + k) % checks.len()))
+        .map(|c| pb::CheckBulkPermissionsRequestItem {
+            resource: Some(object(&c.resource_type, &c.resource_id)),
+            permission: c.permission.clone(),
+            subject: Some(subject(c)),
+            context: None,
+        })
+        .collect();
+    let req = pb::CheckBulkPermissionsRequest {
+        consistency: consistency(args.consistency),
+        items,
+        with_tracing: false,
+    };
+    prost::bytes::Bytes::from(prost::Message::encode_to_vec(&req))
+}
+
+/// Sends pre-encoded CheckBulkPermissions requests and decodes `BulkSummary`.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawBulkCodec;
+
+impl tonic::codec::Codec for RawBulkCodec {
+    type Encode = prost::bytes::Bytes;
+    type Decode = BulkSummary;
+    type Encoder = RawBulkCodec;
+    type Decoder = RawBulkCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawBulkCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawBulkCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawBulkCodec {
+    type Item = prost::bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Self::Item,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Self::Error> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBulkCodec {
+    type Item = BulkSummary;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Self::Item>, Self::Error> {
+        <BulkSummary as prost::Message>::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("undecodable response: {e}")))
     }
 }
 
@@ -617,16 +760,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         )));
     }
     let mut latencies = Vec::new();
+    let mut firsts = Vec::new();
     let mut errors = 0;
     let mut items = 0;
     for t in tasks {
         let r = t.await.map_err(|e| anyhow!("a client task failed: {e}"))?;
         latencies.extend(r.latencies_us);
+        firsts.extend(r.first_us);
         errors += r.errors;
         items += r.items;
     }
     let secs = args.duration.as_secs_f64().max(1e-9);
     latencies.sort_unstable();
+    firsts.sort_unstable();
     let calls = latencies.len();
     let (mut hit_ratio, mut rss_mib) = (None, None);
     if let (Some(url), Some(before)) = (&args.metrics_url, before) {
@@ -680,9 +826,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         hit_ratio.map_or("-".to_string(), |h| format!("{:.1}%", h * 100.0)),
         rss_mib.map_or("-".to_string(), |r| format!("{r:.0}")),
     );
+    if !firsts.is_empty() {
+        println!(
+            "first result of a stream: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} streams with results)",
+            percentile(&firsts, 0.50),
+            percentile(&firsts, 0.90),
+            percentile(&firsts, 0.99),
+            percentile(&firsts, 1.0),
+            firsts.len()
+        );
+    }
+    let first_json = if firsts.is_empty() {
+        "null".to_string()
+    } else {
+        format!(
+            "{{\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3}}}",
+            percentile(&firsts, 0.50),
+            percentile(&firsts, 0.99),
+            percentile(&firsts, 1.0)
+        )
+    };
     if args.json {
         println!(
-            "{{\"label\":\"{}\",\"op\":\"{op}\",\"clients\":{},\"seconds\":{secs},\"calls\":{calls},\"calls_per_s\":{:.1},\"items_per_s\":{:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"errors\":{errors},\"cache_hit_ratio\":{},\"rss_mib\":{}}}",
+            "{{\"label\":\"{}\",\"op\":\"{op}\",\"clients\":{},\"seconds\":{secs},\"calls\":{calls},\"calls_per_s\":{:.1},\"items_per_s\":{:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"errors\":{errors},\"cache_hit_ratio\":{},\"rss_mib\":{},\"first_result\":{first_json}}}",
             args.label,
             args.clients,
             calls as f64 / secs,

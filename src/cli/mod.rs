@@ -1,6 +1,7 @@
-//! Subcommands of the `arbor` binary that work on a data directory: `import`, `export` and
-//! `backup` (each in its own module), and the `--data-dir` option they share.
+//! Subcommands of the `arbor` binary that work on a data directory: `import`, `export`,
+//! `backup` and `audit` (each in its own module), and the `--data-dir` option they share.
 
+pub mod audit;
 pub mod backup;
 pub mod bench;
 pub mod export;

@@ -28,8 +28,12 @@ TOML file given with --config, under the option's name without `--`, for example
 
 A flag or environment variable wins over the file, which wins over the default.
 
-Authentication: every call to PermissionsService, SchemaService and WatchService needs
-`authorization: Bearer <key>` with one of the preshared keys. The keys are kept only as SHA-256
+Authentication: every call to PermissionsService, SchemaService, WatchService and Arbor's
+OrganizationService, ImpersonationService and AuditService needs `authorization: Bearer <key>`
+with a platform preshared key (which may do everything), a support key (also opens
+impersonation sessions), an org-scoped credential (`arbor_cred_…`, made by CreateCredential:
+acts only inside its organization's subtree, decided by `organization:<id>#administer`) or an
+impersonation session token (`arbor_imp_…`: the impersonated user's rights, audited). The keys are kept only as SHA-256
 hashes and never logged (logs name a key by an 8-hex-digit id). A missing key is refused with
 UNAUTHENTICATED, and so is a wrong key (SpiceDB answers that with PERMISSION_DENIED). grpc.health.v1.Health
 and server reflection (grpc.reflection.v1, v1alpha) need no key. Without any key, `arbor serve`
@@ -182,6 +186,39 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", env = "ARBOR_GRPC_SHUTDOWN_GRACE_PERIOD", value_parser = parse_duration,
         help = default_help("How long shutdown waits for in-flight requests", "10s"))]
     grpc_shutdown_grace_period: Option<Duration>,
+
+    /// A platform preshared key with the support role: everything a platform key may do, plus
+    /// opening impersonation sessions (ImpersonationService). Repeatable; comma-separated in
+    /// the environment variable.
+    #[arg(
+        long = "grpc-support-key",
+        value_name = "KEY",
+        env = "ARBOR_GRPC_SUPPORT_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    grpc_support_key: Vec<String>,
+
+    #[arg(long, value_name = "ID", env = "ARBOR_PLATFORM_ID",
+        help = default_help("The platform object that root organizations attach to (`organization:x#platform@platform:<ID>`)", defaults::DEFAULT_PLATFORM_ID))]
+    platform_id: Option<String>,
+
+    /// After every commit, write the signed head of the audit chain to this file (keep it
+    /// outside the data directory, ideally on other storage); `arbor audit verify
+    /// --anchor-file` then detects a truncated or recomputed log. Needs --audit-anchor-key-file.
+    #[arg(long, value_name = "FILE", env = "ARBOR_AUDIT_ANCHOR_FILE")]
+    audit_anchor_file: Option<PathBuf>,
+
+    /// The Ed25519 secret key that signs audit anchors (made by `arbor audit keygen`; keep it
+    /// apart from the data directory). Its public key is derived from it for VerifyAudit.
+    #[arg(long, value_name = "FILE", env = "ARBOR_AUDIT_ANCHOR_KEY_FILE")]
+    audit_anchor_key_file: Option<PathBuf>,
+
+    /// How long audit entries are kept (for example `400d`); pruning runs hourly and keeps a
+    /// signed-off base so the rest of the chain still verifies. Unset or 0: kept for ever.
+    /// Independent of --datastore-gc-window.
+    #[arg(long, value_name = "DURATION", env = "ARBOR_AUDIT_RETENTION", value_parser = parse_duration)]
+    audit_retention: Option<Duration>,
 }
 
 impl ServeArgs {
@@ -217,6 +254,11 @@ impl ServeArgs {
             max_concurrent_streams: self.grpc_max_concurrent_streams,
             max_request_duration: self.max_request_duration,
             shutdown_grace: self.grpc_shutdown_grace_period,
+            support_keys: self.grpc_support_key.clone(),
+            platform_id: self.platform_id.clone(),
+            audit_anchor_file: self.audit_anchor_file.clone(),
+            audit_anchor_key_file: self.audit_anchor_key_file.clone(),
+            audit_retention: self.audit_retention,
         }
     }
 }

@@ -12,58 +12,68 @@ use dashmap::DashMap;
 use crate::model::{ObjectRef, Revision, SubjectRef, Timestamp};
 
 use super::context::EvalContext;
-use super::dispatch::Dispatch;
+use super::dispatch::{CheckRequest, Dispatch};
 use super::error::EvalError;
+use super::key::{CheckKey, with_encoded};
 use super::types::{CheckResult, ExpandMode, ExpandTree, FoundSubject, LookupResult};
-
-/// Approximate bytes of one entry besides its strings (key structs, Arc headers, map slot).
-const ENTRY_OVERHEAD_BYTES: usize = 160;
-
-/// One cached sub-problem: `object#relation@subject` at a revision.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct CheckKey {
-    revision: Revision,
-    resource: ObjectRef,
-    relation: Arc<str>,
-    subject: SubjectRef,
-}
-
-impl CheckKey {
-    fn cost(&self) -> usize {
-        ENTRY_OVERHEAD_BYTES
-            + self.resource.object_type().len()
-            + self.resource.object_id().len()
-            + self.relation.len()
-            + self.subject.object_type().len()
-            + self.subject.object_id().len()
-            + self.subject.relation().map_or(0, str::len)
-    }
-}
 
 struct Entry {
     result: CheckResult,
     cost: usize,
-    /// Logical clock of the last hit, for eviction.
+    /// The insertion clock when it was last used, for eviction.
     last_used: AtomicU64,
+}
+
+/// Shards of the entry map: each has its own lock, and many shards make two threads rarely
+/// take the same one (dashmap's default is four per core).
+const CACHE_SHARDS: usize = 64;
+
+/// Stripes of a counter: threads counting at once each add to their own cache line.
+const STRIPES: usize = 8;
+
+/// One stripe, alone on its cache line (two lines: adjacent-line prefetch pairs them).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe(AtomicU64);
+
+/// A counter that many threads bump without contending for one cache line.
+#[derive(Debug, Default)]
+struct StripedCounter([Stripe; STRIPES]);
+
+impl StripedCounter {
+    fn add(&self, n: u64) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        }
+        let i = STRIPE.with(|i| *i);
+        if let Some(stripe) = self.0.get(i) {
+            stripe.0.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// Counters of the cache, for metrics.
 #[derive(Debug, Default)]
 pub struct CacheStats {
     /// Lookups answered from the cache.
-    pub hits: AtomicU64,
+    hits: StripedCounter,
     /// Lookups that had to be computed.
-    pub misses: AtomicU64,
+    misses: StripedCounter,
     /// Entries removed to stay within the budget.
-    pub evictions: AtomicU64,
+    evictions: AtomicU64,
 }
 
 impl CacheStats {
     /// Hits, misses, evictions.
     pub fn snapshot(&self) -> (u64, u64, u64) {
         (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
+            self.hits.sum(),
+            self.misses.sum(),
             self.evictions.load(Ordering::Relaxed),
         )
     }
@@ -85,7 +95,7 @@ impl CachingDispatch {
     pub fn new(inner: Arc<dyn Dispatch>, max_cost: usize) -> Self {
         CachingDispatch {
             inner,
-            entries: DashMap::new(),
+            entries: DashMap::with_shard_amount(CACHE_SHARDS),
             max_cost,
             cost: AtomicUsize::new(0),
             clock: AtomicU64::new(0),
@@ -109,7 +119,7 @@ impl CachingDispatch {
         self.entries.is_empty()
     }
 
-    fn lookup(&self, key: &CheckKey, now: Timestamp) -> Option<CheckResult> {
+    fn lookup(&self, key: &[u8], now: Timestamp) -> Option<CheckResult> {
         let entry = self.entries.get(key)?;
         if entry.result.expires_at.is_some_and(|e| e <= now) {
             drop(entry);
@@ -118,8 +128,12 @@ impl CachingDispatch {
             }
             return None;
         }
-        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
-        entry.last_used.store(tick, Ordering::Relaxed);
+        // The clock only moves on insertion, and an entry is only written when it moves: a hit
+        // writes no memory another thread reads.
+        let tick = self.clock.load(Ordering::Relaxed);
+        if entry.last_used.load(Ordering::Relaxed) != tick {
+            entry.last_used.store(tick, Ordering::Relaxed);
+        }
         Some(entry.result.clone())
     }
 
@@ -129,7 +143,7 @@ impl CachingDispatch {
             return;
         }
         self.newest_revision
-            .fetch_max(key.revision.get(), Ordering::Relaxed);
+            .fetch_max(key.revision().get(), Ordering::Relaxed);
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
             result,
@@ -153,7 +167,7 @@ impl CachingDispatch {
         let mut removed = 0u64;
         let mut freed = 0usize;
         self.entries.retain(|k, e| {
-            if k.revision < newest {
+            if k.revision() < newest {
                 removed += 1;
                 freed += e.cost;
                 false
@@ -198,23 +212,52 @@ impl Dispatch for CachingDispatch {
         subject: &SubjectRef,
         depth: u32,
     ) -> Result<CheckResult, EvalError> {
-        let key = CheckKey {
-            revision: ctx.snapshot().revision(),
-            resource: resource.clone(),
-            relation: Arc::from(relation),
-            subject: subject.clone(),
+        self.check_request(ctx, &CheckRequest::new(resource, relation, subject), depth)
+            .await
+    }
+
+    async fn check_request(
+        &self,
+        ctx: &EvalContext,
+        request: &CheckRequest<'_>,
+        depth: u32,
+    ) -> Result<CheckResult, EvalError> {
+        let revision = ctx.snapshot().revision();
+        let hit = match request.key {
+            Some(key) => self.lookup(key.bytes(), ctx.now()),
+            None => with_encoded(
+                revision,
+                request.resource,
+                request.relation,
+                request.subject,
+                |key| self.lookup(key, ctx.now()),
+            ),
         };
-        if let Some(hit) = self.lookup(&key, ctx.now()) {
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        if let Some(hit) = hit {
+            self.stats.hits.add(1);
             return Ok(hit);
         }
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let result = self
-            .inner
-            .check(ctx, resource, relation, subject, depth)
-            .await?;
+        self.stats.misses.add(1);
+        let key = match request.key {
+            Some(key) => key.clone(),
+            None => CheckKey::new(
+                revision,
+                request.resource,
+                request.relation,
+                request.subject,
+            ),
+        };
+        let below = CheckRequest {
+            key: Some(&key),
+            ..*request
+        };
+        let result = self.inner.check_request(ctx, &below, depth).await?;
         self.insert(key, result.clone());
         Ok(result)
+    }
+
+    fn caches_checks(&self) -> bool {
+        true
     }
 
     async fn expand(

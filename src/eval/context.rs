@@ -76,6 +76,18 @@ impl EvalContext {
         self
     }
 
+    /// The same context dispatching through `dispatch` (a request-scoped layer in front of
+    /// the chain, such as a bulk request's memo).
+    pub(super) fn with_dispatch(mut self, dispatch: Arc<dyn Dispatch>) -> Self {
+        self.dispatch = dispatch;
+        self
+    }
+
+    /// The head of the dispatch chain, shared.
+    pub(super) fn dispatch_arc(&self) -> Arc<dyn Dispatch> {
+        Arc::clone(&self.dispatch)
+    }
+
     /// The request's caveat context.
     pub fn caveat_context(&self) -> &ContextMap {
         &self.caveat_context

@@ -9,9 +9,10 @@ use crate::model::{ObjectRef, SubjectRef};
 use super::cache::{CacheStats, CachingDispatch};
 use super::context::EvalContext;
 use super::error::EvalError;
+use super::key::CheckKey;
 use super::local::LocalEvaluator;
 use super::singleflight::SingleFlight;
-use super::types::{CheckResult, ExpandMode, ExpandTree, FoundSubject, LookupResult};
+use super::types::{CheckResult, EvalHint, ExpandMode, ExpandTree, FoundSubject, LookupResult};
 
 /// Answers one sub-problem. Implementations re-dispatch nested sub-problems through
 /// `ctx.dispatch()` (the head of the chain), passing the depth they were given.
@@ -26,6 +27,31 @@ pub trait Dispatch: Send + Sync {
         subject: &SubjectRef,
         depth: u32,
     ) -> Result<CheckResult, EvalError>;
+
+    /// `check` of a sub-problem as the layers of the chain pass it down: with the key a layer
+    /// above has built (so that the layers below reuse it) and the part of the permission to
+    /// try first, if the caller knows one. By default, `check` (neither is needed to answer).
+    async fn check_request(
+        &self,
+        ctx: &EvalContext,
+        request: &CheckRequest<'_>,
+        depth: u32,
+    ) -> Result<CheckResult, EvalError> {
+        self.check(
+            ctx,
+            request.resource,
+            request.relation,
+            request.subject,
+            depth,
+        )
+        .await
+    }
+
+    /// Whether this layer keeps check answers across requests (a shared cache): a request
+    /// that repeats sub-problems then needs no memo of its own. By default, no.
+    fn caches_checks(&self) -> bool {
+        false
+    }
 
     /// The userset tree of `resource#relation`.
     async fn expand(
@@ -57,6 +83,35 @@ pub trait Dispatch: Send + Sync {
         subject_relation: Option<&str>,
         depth: u32,
     ) -> Result<Vec<FoundSubject>, EvalError>;
+}
+
+/// One check sub-problem on its way down the chain.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckRequest<'a> {
+    /// The resource.
+    pub resource: &'a ObjectRef,
+    /// The relation or permission.
+    pub relation: &'a str,
+    /// The subject.
+    pub subject: &'a SubjectRef,
+    /// Its key, if a layer above has built it.
+    pub key: Option<&'a CheckKey>,
+    /// The part of the permission to evaluate first (a lookup knows which part led it to the
+    /// resource); the answer does not depend on it.
+    pub hint: Option<EvalHint<'a>>,
+}
+
+impl<'a> CheckRequest<'a> {
+    /// `resource#relation@subject`, without key or hint.
+    pub fn new(resource: &'a ObjectRef, relation: &'a str, subject: &'a SubjectRef) -> Self {
+        CheckRequest {
+            resource,
+            relation,
+            subject,
+            key: None,
+            hint: None,
+        }
+    }
 }
 
 /// Default budget of the sub-problem cache (SpiceDB sizes its dispatch cache as a share of

@@ -12,13 +12,13 @@ use crate::schema::{ArrowKind, RelationKind, Rewrite};
 
 use super::caveat_expr::CaveatExpr;
 use super::context::EvalContext;
-use super::dispatch::Dispatch;
+use super::dispatch::{CheckRequest, Dispatch};
 use super::error::EvalError;
 use super::reverse;
 use super::stack::grow_stack;
 use super::subject_set::SubjectSet;
 use super::types::{
-    CheckResult, ExpandMode, ExpandNode, ExpandSubject, ExpandTree, FoundSubject, LookupResult,
+    CheckResult, EvalHint, ExpandMode, ExpandNode, ExpandSubject, ExpandTree, FoundSubject, LookupResult,
     Permissionship,
 };
 
@@ -210,6 +210,29 @@ impl IntersectAcc {
     }
 }
 
+/// Whether `rewrite` contains the part `hint` names (through unions, intersections and the
+/// base of an exclusion).
+fn mentions(rewrite: &Rewrite, hint: &EvalHint<'_>) -> bool {
+    match (rewrite, hint) {
+        (Rewrite::Computed(r), EvalHint::Computed(h)) => r == h,
+        (
+            Rewrite::Arrow {
+                tupleset, computed, ..
+            },
+            EvalHint::Arrow {
+                tupleset: t,
+                computed: c,
+                ..
+            },
+        ) => tupleset == t && computed == c,
+        (Rewrite::Union(items) | Rewrite::Intersection(items), _) => {
+            items.iter().any(|i| mentions(i, hint))
+        }
+        (Rewrite::Exclusion(base, _), _) => mentions(base, hint),
+        _ => false,
+    }
+}
+
 fn exclude(base: CheckResult, sub: CheckResult) -> CheckResult {
     let expires_at = min_expiry(base.expires_at, sub.expires_at);
     let permissionship = match (base.permissionship, sub.permissionship) {
@@ -274,12 +297,49 @@ impl LocalEvaluator {
         acc.finish()
     }
 
+    /// `check`, trying first the part of a permission that `hint` names.
+    async fn check_hinted(
+        &self,
+        ctx: &EvalContext,
+        resource: &ObjectRef,
+        relation: &str,
+        subject: &SubjectRef,
+        hint: Option<EvalHint<'_>>,
+        depth: u32,
+    ) -> Result<CheckResult, EvalError> {
+        let depth = ctx.descend(depth)?;
+
+        // A userset contains itself.
+        if subject.relation() == Some(relation) && subject.object() == resource {
+            return Ok(CheckResult::new(Permissionship::Has));
+        }
+        let def = ctx
+            .schema()
+            .relation(resource.object_type(), relation)
+            .ok_or_else(|| EvalError::UnknownRelation {
+                object_type: resource.object_type().to_string(),
+                relation: relation.to_string(),
+            })?;
+        match def.kind() {
+            RelationKind::Relation(_) => {
+                self.check_relation(ctx, resource, relation, subject, depth)
+                    .await
+            }
+            RelationKind::Permission(rewrite) => {
+                self.check_rewrite(ctx, resource, rewrite, subject, hint, depth)
+                    .await
+            }
+        }
+    }
+
+    /// Evaluates a permission's rewrite; the part `hint` names (if any) is tried first.
     fn check_rewrite<'a>(
         &'a self,
         ctx: &'a EvalContext,
         resource: &'a ObjectRef,
         rewrite: &'a Rewrite,
         subject: &'a SubjectRef,
+        hint: Option<EvalHint<'a>>,
         depth: u32,
     ) -> BoxFuture<'a, Result<CheckResult, EvalError>> {
         grow_stack(Box::pin(async move {
@@ -289,23 +349,35 @@ impl LocalEvaluator {
                     grow_stack(ctx.dispatch().check(ctx, resource, rel, subject, depth)).await
                 }
                 Rewrite::Union(items) => {
+                    // The hinted item first: a union's answer does not depend on the order.
+                    let first = hint.and_then(|h| items.iter().position(|i| mentions(i, &h)));
                     let mut acc = UnionAcc::default();
-                    for item in items {
+                    if let Some(item) = first.and_then(|f| items.get(f)) {
                         acc.add(
-                            self.check_rewrite(ctx, resource, item, subject, depth)
+                            self.check_rewrite(ctx, resource, item, subject, hint, depth)
                                 .await,
                         );
+                    }
+                    for (i, item) in items.iter().enumerate() {
                         if acc.done() {
                             break;
                         }
+                        if Some(i) == first {
+                            continue;
+                        }
+                        acc.add(
+                            self.check_rewrite(ctx, resource, item, subject, None, depth)
+                                .await,
+                        );
                     }
                     acc.finish()
                 }
                 Rewrite::Intersection(items) => {
                     let mut acc = IntersectAcc::new();
                     for item in items {
+                        let hint = hint.filter(|h| mentions(item, h));
                         acc.add(
-                            self.check_rewrite(ctx, resource, item, subject, depth)
+                            self.check_rewrite(ctx, resource, item, subject, hint, depth)
                                 .await?,
                         );
                         if acc.done() {
@@ -316,13 +388,13 @@ impl LocalEvaluator {
                 }
                 Rewrite::Exclusion(base, sub) => {
                     let b = self
-                        .check_rewrite(ctx, resource, base, subject, depth)
+                        .check_rewrite(ctx, resource, base, subject, hint, depth)
                         .await?;
                     if matches!(b.permissionship, Permissionship::HasNot) {
                         return Ok(b);
                     }
                     let s = self
-                        .check_rewrite(ctx, resource, sub, subject, depth)
+                        .check_rewrite(ctx, resource, sub, subject, None, depth)
                         .await?;
                     Ok(exclude(b, s))
                 }
@@ -331,9 +403,19 @@ impl LocalEvaluator {
                     computed,
                     kind,
                 } => {
-                    let rels = read_live(ctx, resource, tupleset)?;
+                    let mut rels = read_live(ctx, resource, tupleset)?;
                     match kind {
                         ArrowKind::Any => {
+                            // The hinted target first (any order gives the same answer).
+                            if let Some(EvalHint::Arrow { target, .. }) =
+                                hint.filter(|h| mentions(rewrite, h))
+                            {
+                                if let Some(i) =
+                                    rels.iter().position(|r| r.subject().object() == target)
+                                {
+                                    rels.swap(0, i);
+                                }
+                            }
                             let mut acc = UnionAcc::default();
                             for rel in &rels {
                                 let target = rel.subject().object();
@@ -599,28 +681,25 @@ impl Dispatch for LocalEvaluator {
         subject: &SubjectRef,
         depth: u32,
     ) -> Result<CheckResult, EvalError> {
-        let depth = ctx.descend(depth)?;
-        // A userset contains itself.
-        if subject.relation() == Some(relation) && subject.object() == resource {
-            return Ok(CheckResult::new(Permissionship::Has));
-        }
-        let def = ctx
-            .schema()
-            .relation(resource.object_type(), relation)
-            .ok_or_else(|| EvalError::UnknownRelation {
-                object_type: resource.object_type().to_string(),
-                relation: relation.to_string(),
-            })?;
-        match def.kind() {
-            RelationKind::Relation(_) => {
-                self.check_relation(ctx, resource, relation, subject, depth)
-                    .await
-            }
-            RelationKind::Permission(rewrite) => {
-                self.check_rewrite(ctx, resource, rewrite, subject, depth)
-                    .await
-            }
-        }
+        self.check_hinted(ctx, resource, relation, subject, None, depth)
+            .await
+    }
+
+    async fn check_request(
+        &self,
+        ctx: &EvalContext,
+        request: &CheckRequest<'_>,
+        depth: u32,
+    ) -> Result<CheckResult, EvalError> {
+        self.check_hinted(
+            ctx,
+            request.resource,
+            request.relation,
+            request.subject,
+            request.hint,
+            depth,
+        )
+        .await
     }
 
     async fn expand(

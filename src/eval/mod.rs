@@ -4,19 +4,23 @@
 //! independent of the request's caveat context: caveats are evaluated here, on the answer of
 //! the top-level call (`caveat`), never inside the chain.
 
+mod bulk;
 mod cache;
 mod caveat;
 mod caveat_expr;
 mod context;
 mod dispatch;
 mod error;
+mod key;
 mod local;
+mod lookup;
 mod reverse;
 mod singleflight;
 mod stack;
 mod subject_set;
 mod types;
 
+pub use bulk::{BulkCheck, check_bulk, check_many};
 pub use cache::{CacheStats, CachingDispatch};
 pub use caveat::{
     CaveatResult, MAX_CONTEXT_BYTES, MAX_CONTEXT_DEPTH, MAX_EVALUATION_STEPS, evaluate_caveat,
@@ -24,18 +28,20 @@ pub use caveat::{
 pub use caveat_expr::CaveatExpr;
 pub use context::{DEFAULT_MAX_DEPTH, EvalConfig, EvalContext};
 pub use dispatch::{
-    DEFAULT_CACHE_MAX_COST_BYTES, Dispatch, DispatchChain, DispatchConfig, build_dispatch_chain,
+    CheckRequest, DEFAULT_CACHE_MAX_COST_BYTES, Dispatch, DispatchChain, DispatchConfig, build_dispatch_chain,
     dispatch_chain,
 };
 pub use error::EvalError;
+pub use key::CheckKey;
 pub use local::LocalEvaluator;
+pub use lookup::{LookupOrder, lookup_resources_with};
 pub use singleflight::SingleFlight;
 pub use types::{
-    CheckResult, ExpandMode, ExpandNode, ExpandSubject, ExpandTree, FoundSubject, LookupResult,
+    CheckResult, EvalHint, ExpandMode, ExpandNode, ExpandSubject, ExpandTree, FoundSubject, LookupResult,
     Permissionship,
 };
 
-use crate::model::{ObjectRef, SubjectRef};
+use crate::model::{ContextMap, ObjectRef, SubjectRef};
 
 /// May `subject` have `permission` (or relation) on `resource`?
 pub async fn check(
@@ -154,11 +160,20 @@ fn resolve_permissionship(
     ctx: &EvalContext,
     permissionship: Permissionship,
 ) -> Result<Permissionship, EvalError> {
+    resolve_in(ctx, ctx.caveat_context(), permissionship)
+}
+
+/// A permissionship with its caveats evaluated against `context` (a bulk item's own).
+fn resolve_in(
+    ctx: &EvalContext,
+    context: &ContextMap,
+    permissionship: Permissionship,
+) -> Result<Permissionship, EvalError> {
     let Permissionship::Conditional(expr) = permissionship else {
         return Ok(permissionship);
     };
     Ok(
-        match caveat::resolve(ctx.schema(), &expr, ctx.caveat_context())? {
+        match caveat::resolve(ctx.schema(), &expr, context)? {
             caveat::Resolved::True => Permissionship::Has,
             caveat::Resolved::False => Permissionship::HasNot,
             caveat::Resolved::Partial { expr, .. } => Permissionship::Conditional(expr),

@@ -1,9 +1,12 @@
 //! Reverse reachability for `lookup_resources`: from a subject, walk the relationships backwards
-//! along every schema edge (userset, computed, arrow) to the resources of the wanted type that
+//! along the schema's edges (userset, computed, arrow) to the resources of the wanted type that
 //! might have the permission. It over-approximates (intersections and exclusions are treated as
-//! unions); the caller confirms each candidate with a check.
+//! unions); the caller confirms each candidate with a check. The walk only enters nodes whose
+//! type and relation can lead to the wanted permission, hands out each candidate as soon as it
+//! is discovered, and visits nodes in an order fixed by the snapshot, so a walk can be resumed
+//! after a given candidate.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::model::{ObjectRef, SubjectFilter, SubjectRef, WILDCARD};
 use crate::schema::{AllowedKind, RelationKind, Rewrite, Schema};
@@ -11,9 +14,34 @@ use crate::schema::{AllowedKind, RelationKind, Rewrite, Schema};
 use super::context::EvalContext;
 use super::error::EvalError;
 use super::local::read_live_by_subject;
+use super::types::EvalHint;
 
 /// A node of the walk: `object#relation` might contain the subject (`None`: the subject itself).
-type Node = (ObjectRef, Option<String>);
+/// Relation names are the schema's.
+type Node<'s> = (ObjectRef, Option<&'s str>);
+
+/// A kind of node: its type and relation.
+type NodeKind<'s> = (&'s str, Option<&'s str>);
+
+/// How a node of one kind leads to others.
+#[derive(Debug, Clone, Copy)]
+enum Edge<'s> {
+    /// `definition#relation` allows the node as a subject: its relationships naming the node
+    /// (and, for an object, the wildcard of its type) lead to their resources.
+    Relation {
+        definition: &'s str,
+        relation: &'s str,
+    },
+    /// A permission of the same object that uses the node's relation.
+    Computed { permission: &'s str },
+    /// `definition#permission` has an arrow `tupleset->(node's relation)`: the resources whose
+    /// `tupleset` names the node's object.
+    Arrow {
+        definition: &'s str,
+        tupleset: &'s str,
+        permission: &'s str,
+    },
+}
 
 fn references_computed(rewrite: &Rewrite, relation: &str) -> bool {
     match rewrite {
@@ -44,77 +72,341 @@ fn arrows<'a>(rewrite: &'a Rewrite, out: &mut Vec<(&'a str, &'a str)>) {
     }
 }
 
-/// The nodes that directly depend on `node`.
-fn successors(ctx: &EvalContext, schema: &Schema, node: &Node) -> Result<Vec<Node>, EvalError> {
-    let (object, relation) = node;
+fn computed_names<'a>(rewrite: &'a Rewrite, out: &mut Vec<&'a str>) {
+    match rewrite {
+        Rewrite::Computed(r) => out.push(r),
+        Rewrite::Union(items) | Rewrite::Intersection(items) => {
+            items.iter().for_each(|i| computed_names(i, out));
+        }
+        Rewrite::Exclusion(a, b) => {
+            computed_names(a, out);
+            computed_names(b, out);
+        }
+        Rewrite::Arrow { .. } | Rewrite::Nil => {}
+    }
+}
+
+/// The kinds of node `definition#relation` is made of: those a walk may pass through on its
+/// way to it.
+fn inputs<'s>(schema: &'s Schema, definition: &'s str, relation: &str) -> Vec<NodeKind<'s>> {
+    let mut out = Vec::new();
+    let Some(rdef) = schema.relation(definition, relation) else {
+        return out;
+    };
+    match rdef.kind() {
+        RelationKind::Relation(allowed) => {
+            for a in allowed {
+                let subject_type = a.subject_type.as_str();
+                match &a.kind {
+                    AllowedKind::Relation(r) => {
+                        if let Some(s) = schema.relation(subject_type, r) {
+                            out.push((subject_type, Some(s.name())));
+                        }
+                    }
+                    AllowedKind::Object | AllowedKind::Wildcard => out.push((subject_type, None)),
+                }
+            }
+        }
+        RelationKind::Permission(rewrite) => {
+            let mut computed = Vec::new();
+            computed_names(rewrite, &mut computed);
+            for c in computed {
+                if let Some(s) = schema.relation(definition, c) {
+                    out.push((definition, Some(s.name())));
+                }
+            }
+            let mut found = Vec::new();
+            arrows(rewrite, &mut found);
+            for (tupleset, computed) in found {
+                let Some(t) = schema.relation(definition, tupleset) else {
+                    continue;
+                };
+                for a in t.allowed() {
+                    if let Some(s) = schema.relation(&a.subject_type, computed) {
+                        out.push((a.subject_type.as_str(), Some(s.name())));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every kind of node from which `definition#relation` can be reached, itself included.
+fn leading_to<'s>(schema: &'s Schema, definition: &'s str, relation: &'s str) -> HashSet<NodeKind<'s>> {
+    let mut seen: HashSet<NodeKind<'s>> = HashSet::new();
+    let mut stack = vec![(definition, Some(relation))];
+    while let Some(kind) = stack.pop() {
+        if !seen.insert(kind) {
+            continue;
+        }
+        if let (d, Some(r)) = kind {
+            stack.extend(inputs(schema, d, r));
+        }
+    }
+    seen
+}
+
+/// The edges out of nodes of `kind` that stay among kinds in `relevant`.
+fn edges_of<'s>(
+    schema: &'s Schema,
+    relevant: &HashSet<NodeKind<'s>>,
+    (object_type, relation): NodeKind<'s>,
+) -> Vec<Edge<'s>> {
     let mut out = Vec::new();
     for def in schema.definitions() {
         for rdef in def.relations() {
+            if !relevant.contains(&(def.name(), Some(rdef.name()))) {
+                continue;
+            }
             match rdef.kind() {
                 RelationKind::Relation(allowed) => {
                     let accepts = allowed.iter().any(|a| {
-                        a.subject_type == object.object_type()
+                        a.subject_type == object_type
                             && match (&a.kind, relation) {
                                 (AllowedKind::Relation(r), Some(want)) => r == want,
                                 (AllowedKind::Object | AllowedKind::Wildcard, None) => true,
                                 _ => false,
                             }
                     });
-                    if !accepts {
-                        continue;
-                    }
-                    let mut filters = vec![SubjectFilter {
-                        subject_type: object.object_type().to_string(),
-                        subject_id: Some(object.object_id().to_string()),
-                        relation: Some(relation.clone()),
-                    }];
-                    if relation.is_none() {
-                        filters.push(SubjectFilter {
-                            subject_type: object.object_type().to_string(),
-                            subject_id: Some(WILDCARD.to_string()),
-                            relation: Some(None),
+                    if accepts {
+                        out.push(Edge::Relation {
+                            definition: def.name(),
+                            relation: rdef.name(),
                         });
-                    }
-                    for filter in &filters {
-                        for rel in read_live_by_subject(ctx, def.name(), rdef.name(), filter)? {
-                            out.push((rel.resource().clone(), Some(rdef.name().to_string())));
-                        }
                     }
                 }
                 RelationKind::Permission(rewrite) => {
                     let Some(relation) = relation else { continue };
-                    if def.name() == object.object_type() && references_computed(rewrite, relation)
-                    {
-                        out.push((object.clone(), Some(rdef.name().to_string())));
+                    if def.name() == object_type && references_computed(rewrite, relation) {
+                        out.push(Edge::Computed {
+                            permission: rdef.name(),
+                        });
                     }
                     let mut found = Vec::new();
                     arrows(rewrite, &mut found);
+                    let mut tuplesets: Vec<&str> = Vec::new();
                     for (tupleset, computed) in found {
-                        if computed != relation {
+                        if computed != relation || tuplesets.contains(&tupleset) {
                             continue;
                         }
                         let allows = def.relation(tupleset).is_some_and(|t| {
-                            t.allowed()
-                                .iter()
-                                .any(|a| a.subject_type == object.object_type())
+                            t.allowed().iter().any(|a| a.subject_type == object_type)
                         });
-                        if !allows {
-                            continue;
-                        }
-                        let filter = SubjectFilter {
-                            subject_type: object.object_type().to_string(),
-                            subject_id: Some(object.object_id().to_string()),
-                            relation: None,
-                        };
-                        for rel in read_live_by_subject(ctx, def.name(), tupleset, &filter)? {
-                            out.push((rel.resource().clone(), Some(rdef.name().to_string())));
+                        if allows {
+                            tuplesets.push(tupleset);
+                            out.push(Edge::Arrow {
+                                definition: def.name(),
+                                tupleset,
+                                permission: rdef.name(),
+                            });
                         }
                     }
                 }
             }
         }
     }
-    Ok(out)
+    out
+}
+
+/// How the walk reached a candidate: the part of the permission to evaluate first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Via<'s> {
+    /// The subject itself is the candidate, or the permission is a relation.
+    Direct,
+    /// From the same object's relation or permission of this name.
+    Computed(&'s str),
+    /// Through the arrow `tupleset->computed`, from `target`.
+    Arrow {
+        tupleset: &'s str,
+        computed: &'s str,
+        target: ObjectRef,
+    },
+}
+
+impl<'s> Via<'s> {
+    /// The evaluation hint this stands for.
+    pub(super) fn hint(&self) -> Option<EvalHint<'_>> {
+        match self {
+            Via::Direct => None,
+            Via::Computed(r) => Some(EvalHint::Computed(r)),
+            Via::Arrow {
+                tupleset,
+                computed,
+                target,
+            } => Some(EvalHint::Arrow {
+                tupleset,
+                computed,
+                target,
+            }),
+        }
+    }
+}
+
+/// A walk from a subject to the resources of one type that might have one permission.
+pub(super) struct Walk<'s> {
+    ctx: &'s EvalContext,
+    schema: &'s Schema,
+    resource_type: &'s str,
+    permission: &'s str,
+    relevant: HashSet<NodeKind<'s>>,
+    edges: HashMap<NodeKind<'s>, Vec<Edge<'s>>>,
+    seen: HashSet<Node<'s>>,
+    queue: VecDeque<Node<'s>>,
+    found: VecDeque<(ObjectRef, Via<'s>)>,
+}
+
+impl<'s> Walk<'s> {
+    /// A walk from `subject` to `resource_type#permission` (both validated by the caller).
+    pub(super) fn new(
+        ctx: &'s EvalContext,
+        resource_type: &'s str,
+        permission: &'s str,
+        subject: &SubjectRef,
+    ) -> Self {
+        let schema = ctx.schema();
+        let relevant = leading_to(schema, resource_type, permission);
+        let mut walk = Walk {
+            ctx,
+            schema,
+            resource_type,
+            permission,
+            relevant,
+            edges: HashMap::new(),
+            seen: HashSet::new(),
+            queue: VecDeque::new(),
+            found: VecDeque::new(),
+        };
+        let relation = match subject.relation() {
+            None => Some(None),
+            Some(r) => schema
+                .relation(subject.object_type(), r)
+                .map(|d| Some(d.name())),
+        };
+        if let Some(relation) = relation {
+            walk.visit((subject.object().clone(), relation), Via::Direct, true);
+        }
+        walk
+    }
+
+    /// Records a node; a new one that is a candidate is handed out, one that can lead to a
+    /// candidate is queued.
+    fn visit(&mut self, node: Node<'s>, via: Via<'s>, start: bool) {
+        if self.seen.contains(&node) {
+            return;
+        }
+        if node.0.object_type() == self.resource_type && node.1 == Some(self.permission) {
+            self.found.push_back((node.0.clone(), via));
+        }
+        let kind = (self.kind_type(&node), node.1);
+        if start || self.relevant.contains(&kind) {
+            self.queue.push_back(node.clone());
+        }
+        self.seen.insert(node);
+    }
+
+    /// The type of a node as a schema string (a node of a type the schema lacks: its own).
+    fn kind_type(&self, node: &Node<'s>) -> &'s str {
+        self.schema
+            .definition(node.0.object_type())
+            .map_or("", |d| d.name())
+    }
+
+    /// The next candidate and how it was reached, or `None` once the walk is over.
+    pub(super) fn next_candidate(&mut self) -> Result<Option<(ObjectRef, Via<'s>)>, EvalError> {
+        loop {
+            if let Some(found) = self.found.pop_front() {
+                return Ok(Some(found));
+            }
+            let Some(node) = self.queue.pop_front() else {
+                return Ok(None);
+            };
+            self.ctx.check_deadline()?;
+            self.expand(&node)?;
+        }
+    }
+
+    /// Visits the nodes that directly depend on `node`.
+    fn expand(&mut self, node: &Node<'s>) -> Result<(), EvalError> {
+        let (object, relation) = node;
+        let kind_type = self.kind_type(node);
+        if kind_type.is_empty() {
+            return Ok(());
+        }
+        let kind = (kind_type, *relation);
+        // Taken out of the map while the node is expanded (visiting never needs them).
+        let edges = match self.edges.remove(&kind) {
+            Some(edges) => edges,
+            None => edges_of(self.schema, &self.relevant, kind),
+        };
+        let expanded = self.follow(object, *relation, &edges);
+        self.edges.insert(kind, edges);
+        expanded
+    }
+
+    /// Visits the nodes `edges` lead to from `object#relation`.
+    fn follow(
+        &mut self,
+        object: &ObjectRef,
+        relation: Option<&'s str>,
+        edges: &[Edge<'s>],
+    ) -> Result<(), EvalError> {
+        let ctx = self.ctx;
+        for &edge in edges {
+            match edge {
+                Edge::Relation {
+                    definition,
+                    relation: via,
+                } => {
+                    let exact = SubjectFilter {
+                        subject_type: object.object_type().to_string(),
+                        subject_id: Some(object.object_id().to_string()),
+                        relation: Some(relation.map(str::to_string)),
+                    };
+                    for rel in read_live_by_subject(ctx, definition, via, &exact)? {
+                        self.visit((rel.resource().clone(), Some(via)), Via::Direct, false);
+                    }
+                    if relation.is_none() {
+                        let wildcard = SubjectFilter {
+                            subject_type: object.object_type().to_string(),
+                            subject_id: Some(WILDCARD.to_string()),
+                            relation: Some(None),
+                        };
+                        for rel in read_live_by_subject(ctx, definition, via, &wildcard)? {
+                            self.visit((rel.resource().clone(), Some(via)), Via::Direct, false);
+                        }
+                    }
+                }
+                Edge::Computed { permission } => {
+                    let via = relation.map_or(Via::Direct, Via::Computed);
+                    self.visit((object.clone(), Some(permission)), via, false);
+                }
+                Edge::Arrow {
+                    definition,
+                    tupleset,
+                    permission,
+                } => {
+                    let any = SubjectFilter {
+                        subject_type: object.object_type().to_string(),
+                        subject_id: Some(object.object_id().to_string()),
+                        relation: None,
+                    };
+                    for rel in read_live_by_subject(ctx, definition, tupleset, &any)? {
+                        let via = match relation {
+                            Some(computed) => Via::Arrow {
+                                tupleset,
+                                computed,
+                                target: object.clone(),
+                            },
+                            None => Via::Direct,
+                        };
+                        self.visit((rel.resource().clone(), Some(permission)), via, false);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Resources of `resource_type` that might have `relation` for `subject`, ordered by id.
@@ -124,26 +416,11 @@ pub(super) fn candidates(
     relation: &str,
     subject: &SubjectRef,
 ) -> Result<Vec<ObjectRef>, EvalError> {
-    let schema = ctx.schema();
-    let start: Node = (
-        subject.object().clone(),
-        subject.relation().map(str::to_string),
-    );
-    let mut seen: HashSet<Node> = HashSet::new();
-    let mut queue = VecDeque::new();
-    let mut found = BTreeSet::new();
-    seen.insert(start.clone());
-    queue.push_back(start);
-    while let Some(node) = queue.pop_front() {
-        ctx.check_deadline()?;
-        if node.0.object_type() == resource_type && node.1.as_deref() == Some(relation) {
-            found.insert(node.0.clone());
-        }
-        for next in successors(ctx, schema, &node)? {
-            if seen.insert(next.clone()) {
-                queue.push_back(next);
-            }
-        }
+    let mut walk = Walk::new(ctx, resource_type, relation, subject);
+    let mut found = Vec::new();
+    while let Some((c, _)) = walk.next_candidate()? {
+        found.push(c);
     }
-    Ok(found.into_iter().collect())
+    found.sort_unstable();
+    Ok(found)
 }

@@ -9,21 +9,16 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::sync::watch;
 
-use crate::model::{ObjectRef, Revision, SubjectRef};
+use crate::model::{ObjectRef, SubjectRef};
 
 use super::context::EvalContext;
-use super::dispatch::Dispatch;
+use super::dispatch::{CheckRequest, Dispatch};
 use super::error::EvalError;
+use super::key::CheckKey;
 use super::types::{CheckResult, ExpandMode, ExpandTree, FoundSubject, LookupResult};
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct FlightKey {
-    revision: Revision,
-    resource: ObjectRef,
-    relation: Arc<str>,
-    subject: SubjectRef,
-    depth: u32,
-}
+/// A sub-problem and the depth it is asked with.
+type FlightKey = (CheckKey, u32);
 
 type Outcome = Option<Result<CheckResult, EvalError>>;
 
@@ -67,14 +62,34 @@ impl Dispatch for SingleFlight {
         subject: &SubjectRef,
         depth: u32,
     ) -> Result<CheckResult, EvalError> {
-        let key = FlightKey {
-            revision: ctx.snapshot().revision(),
-            resource: resource.clone(),
-            relation: Arc::from(relation),
-            subject: subject.clone(),
-            depth,
+        self.check_request(ctx, &CheckRequest::new(resource, relation, subject), depth)
+            .await
+    }
+
+    async fn check_request(
+        &self,
+        ctx: &EvalContext,
+        request: &CheckRequest<'_>,
+        depth: u32,
+    ) -> Result<CheckResult, EvalError> {
+        let built;
+        let key = match request.key {
+            Some(key) => key,
+            None => {
+                built = CheckKey::new(
+                    ctx.snapshot().revision(),
+                    request.resource,
+                    request.relation,
+                    request.subject,
+                );
+                &built
+            }
         };
-        let sender = match self.in_flight.entry(key.clone()) {
+        let below = CheckRequest {
+            key: Some(key),
+            ..*request
+        };
+        let sender = match self.in_flight.entry((key.clone(), depth)) {
             Entry::Occupied(existing) => {
                 let mut rx = existing.get().clone();
                 drop(existing);
@@ -91,10 +106,7 @@ impl Dispatch for SingleFlight {
                         }
                     }
                 }
-                return self
-                    .inner
-                    .check(ctx, resource, relation, subject, depth)
-                    .await;
+                return self.inner.check_request(ctx, &below, depth).await;
             }
             Entry::Vacant(slot) => {
                 let (tx, rx) = watch::channel(None);
@@ -104,12 +116,9 @@ impl Dispatch for SingleFlight {
         };
         let landing = Landing {
             map: &self.in_flight,
-            key: Some(key),
+            key: Some((key.clone(), depth)),
         };
-        let result = self
-            .inner
-            .check(ctx, resource, relation, subject, depth)
-            .await;
+        let result = self.inner.check_request(ctx, &below, depth).await;
         drop(landing);
         sender.send_replace(Some(result.clone()));
         result

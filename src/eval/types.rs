@@ -42,6 +42,23 @@ impl CheckResult {
     }
 }
 
+/// A part of a permission's rewrite to evaluate first: where a lookup's walk came from when it
+/// reached the resource, so likely where the answer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalHint<'a> {
+    /// The relation or permission `Computed` names.
+    Computed(&'a str),
+    /// The arrow `tupleset->computed`, starting with the subject `target` of the tupleset.
+    Arrow {
+        /// The arrow's tupleset relation.
+        tupleset: &'a str,
+        /// The arrow's computed relation.
+        computed: &'a str,
+        /// The tupleset subject the walk came from.
+        target: &'a ObjectRef,
+    },
+}
+
 /// How deep `expand` goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpandMode {

@@ -58,6 +58,11 @@ pub const DEFAULT_MAX_REQUEST_DURATION: Duration = Duration::from_secs(60);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Change sets a Watch stream reads per step: bounds the memory of one catch-up step.
 pub const DEFAULT_WATCH_BATCH: usize = 256;
+/// The platform object root organizations attach to (`organization:x#platform@platform:saas`),
+/// as in the prelude's documentation.
+pub const DEFAULT_PLATFORM_ID: &str = "saas";
+/// How often retention prunes the audit log, when a retention is set.
+pub const AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Which datastore keeps the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -117,6 +122,16 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// What the API enforces.
     pub api: ApiConfig,
+    /// Platform preshared keys with the support role (may open impersonation sessions).
+    pub support_keys: Vec<String>,
+    /// The platform object id root organizations attach to.
+    pub platform_id: String,
+    /// The file the signed anchor of the audit chain head is written to after each commit.
+    pub audit_anchor_file: Option<PathBuf>,
+    /// The Ed25519 secret key that signs anchors (kept apart from the data directory).
+    pub audit_anchor_key_file: Option<PathBuf>,
+    /// How long audit entries are kept; `None` keeps them for ever.
+    pub audit_retention: Option<Duration>,
 }
 
 /// Values from flags and environment variables; `None` falls back to the file, then the default.
@@ -182,6 +197,16 @@ pub struct Overrides {
     pub max_request_duration: Option<Duration>,
     /// `--grpc-shutdown-grace-period`.
     pub shutdown_grace: Option<Duration>,
+    /// `--grpc-support-key` (repeatable).
+    pub support_keys: Vec<String>,
+    /// `--platform-id`.
+    pub platform_id: Option<String>,
+    /// `--audit-anchor-file`.
+    pub audit_anchor_file: Option<PathBuf>,
+    /// `--audit-anchor-key-file`.
+    pub audit_anchor_key_file: Option<PathBuf>,
+    /// `--audit-retention`.
+    pub audit_retention: Option<Duration>,
 }
 
 /// The TOML file: the same settings as the flags, named as the flags without `--`.
@@ -217,6 +242,11 @@ struct FileConfig {
     grpc_max_concurrent_streams: Option<u32>,
     max_request_duration: Option<String>,
     grpc_shutdown_grace_period: Option<String>,
+    grpc_support_key: Option<Vec<String>>,
+    platform_id: Option<String>,
+    audit_anchor_file: Option<PathBuf>,
+    audit_anchor_key_file: Option<PathBuf>,
+    audit_retention: Option<String>,
 }
 
 /// Why the configuration cannot be used.
@@ -262,6 +292,9 @@ pub enum ConfigError {
     /// Only one of the TLS paths.
     #[error("--grpc-tls-cert-path and --grpc-tls-key-path must be given together")]
     HalfTls,
+    /// Only one of the anchor paths.
+    #[error("--audit-anchor-file and --audit-anchor-key-file must be given together")]
+    HalfAnchor,
 }
 
 fn parsed<T>(
@@ -318,6 +351,28 @@ impl Config {
             file.grpc_shutdown_grace_period,
             parse_duration,
         )?;
+        let retention = parsed("audit-retention", file.audit_retention, parse_duration)?;
+        let mut support_keys = o.support_keys.clone();
+        if support_keys.is_empty() {
+            support_keys = file.grpc_support_key.unwrap_or_default();
+        }
+        support_keys.retain(|k| !k.trim().is_empty());
+        let platform_id = o
+            .platform_id
+            .or(file.platform_id)
+            .unwrap_or_else(|| DEFAULT_PLATFORM_ID.to_string());
+        if crate::model::ObjectRef::new("platform", &platform_id).is_err() {
+            return Err(ConfigError::Value {
+                setting: "platform-id",
+                message: format!("`{platform_id}` is not a valid object id"),
+            });
+        }
+        let audit_anchor_file = o.audit_anchor_file.or(file.audit_anchor_file);
+        let audit_anchor_key_file = o.audit_anchor_key_file.or(file.audit_anchor_key_file);
+        if audit_anchor_file.is_some() != audit_anchor_key_file.is_some() {
+            return Err(ConfigError::HalfAnchor);
+        }
+        let audit_retention = o.audit_retention.or(retention).filter(|d| !d.is_zero());
 
         let mut preshared_keys = o.preshared_keys.clone();
         if preshared_keys.is_empty() {
@@ -326,7 +381,11 @@ impl Config {
         preshared_keys.retain(|k| !k.trim().is_empty());
         let preshared_key_file = o.preshared_key_file.or(file.grpc_preshared_key_file);
         let insecure_no_auth = o.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
-        if preshared_keys.is_empty() && preshared_key_file.is_none() && !insecure_no_auth {
+        if preshared_keys.is_empty()
+            && preshared_key_file.is_none()
+            && support_keys.is_empty()
+            && !insecure_no_auth
+        {
             return Err(ConfigError::NoKey);
         }
         let cert = o.tls_cert_path.or(file.grpc_tls_cert_path);
@@ -442,6 +501,11 @@ impl Config {
                 .max(1),
             shutdown_grace: o.shutdown_grace.or(grace).unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             api,
+            support_keys,
+            platform_id,
+            audit_anchor_file,
+            audit_anchor_key_file,
+            audit_retention,
         })
     }
 

@@ -2,6 +2,7 @@
 //! `Config`, the metrics endpoint, and graceful shutdown (stop accepting, let in-flight
 //! requests finish within a grace period, end Watch streams, flush the store).
 
+mod audit_tasks;
 pub mod config;
 pub mod metrics;
 
@@ -16,12 +17,20 @@ pub use config::{Config, ConfigError, Engine, Overrides};
 use metrics::{Gauges, Metrics, RequestLayer};
 
 use crate::api::auth::{AuthInterceptor, Authenticator};
+use crate::api::grpc::proto::arbor::v1::{
+    audit_service_server::AuditServiceServer,
+    impersonation_service_server::ImpersonationServiceServer,
+    organization_service_server::OrganizationServiceServer,
+};
 use crate::api::grpc::proto::authzed::api::v1::{
     permissions_service_server::PermissionsServiceServer,
     schema_service_server::SchemaServiceServer, watch_service_server::WatchServiceServer,
 };
-use crate::api::grpc::{PermissionsApi, SchemaApi, Shared, WatchApi, proto};
+use crate::api::grpc::{
+    AnchorSource, AuditApi, OrganizationApi, PermissionsApi, SchemaApi, Shared, WatchApi, proto,
+};
 use crate::eval::{CacheStats, DispatchConfig, build_dispatch_chain};
+use crate::identity::directory::{Directory, DirectoryConfig};
 use crate::store::memory::MemoryDatastore;
 use crate::store::rocks::{RocksDatastore, RocksOptions};
 use crate::store::{Datastore, StoreError};
@@ -57,6 +66,8 @@ pub struct Server {
     datastore: Arc<dyn Datastore>,
     rocks: Option<Arc<RocksDatastore>>,
     authenticator: Authenticator,
+    directory: Directory,
+    anchor: Option<audit_tasks::Anchoring>,
     listener: tokio::net::TcpListener,
     metrics_listener: Option<tokio::net::TcpListener>,
 }
@@ -64,23 +75,40 @@ pub struct Server {
 impl Server {
     /// Opens the datastore, loads the keys and binds the listeners.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let authenticator = if config.insecure_no_auth
+        let insecure = config.insecure_no_auth
             && config.preshared_keys.is_empty()
             && config.preshared_key_file.is_none()
-        {
+            && config.support_keys.is_empty();
+        let authenticator = if insecure {
             Authenticator::insecure()
         } else {
-            Authenticator::with_keys(&config.all_keys()?).map_err(|e| {
+            Authenticator::with_roles(&config.all_keys()?, &config.support_keys).map_err(|e| {
                 ServerError::Config(ConfigError::Value {
                     setting: "grpc-preshared-key",
                     message: e.to_string(),
                 })
             })?
         };
+        let anchor = match (&config.audit_anchor_file, &config.audit_anchor_key_file) {
+            (Some(file), Some(key)) => {
+                Some(audit_tasks::Anchoring::load(file, key).map_err(|e| {
+                    ServerError::Config(ConfigError::Value {
+                        setting: "audit-anchor-key-file",
+                        message: e.to_string(),
+                    })
+                })?)
+            }
+            _ => None,
+        };
         let (datastore, rocks): (Arc<dyn Datastore>, Option<Arc<RocksDatastore>>) = match config
             .engine
         {
-            Engine::Memory => (Arc::new(MemoryDatastore::new()), None),
+            Engine::Memory => {
+                let memory: Arc<dyn Datastore> =
+                    Arc::new(MemoryDatastore::with_gc_window(config.gc_window));
+                spawn_memory_gc(Arc::clone(&memory));
+                (memory, None)
+            }
             Engine::Rocksdb => {
                 let path = config.data_dir.clone();
                 let options = RocksOptions {
@@ -95,6 +123,18 @@ impl Server {
                 (Arc::clone(&rocks) as Arc<dyn Datastore>, Some(rocks))
             }
         };
+        let directory = Directory::new(
+            Arc::clone(&datastore),
+            DirectoryConfig {
+                platform_id: config.platform_id.clone(),
+                ..DirectoryConfig::default()
+            },
+        );
+        let authenticator = if insecure {
+            authenticator
+        } else {
+            authenticator.with_directory(directory.clone())
+        };
         let listener = bind(config.grpc_addr).await?;
         let metrics_listener = match config.metrics_addr {
             Some(addr) => Some(bind(addr).await?),
@@ -105,6 +145,8 @@ impl Server {
             datastore,
             rocks,
             authenticator,
+            directory,
+            anchor,
             listener,
             metrics_listener,
         })
@@ -143,6 +185,8 @@ impl Server {
             datastore,
             rocks,
             authenticator,
+            directory,
+            anchor,
             listener,
             metrics_listener,
         } = self;
@@ -151,12 +195,23 @@ impl Server {
             cache_max_cost_bytes: config.dispatch_cache_max_cost_bytes,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let shared = Shared::new(
+        let shared = Shared::with_anchor(
             Arc::clone(&datastore),
             chain.head,
             config.api,
             stop_rx.clone(),
+            anchor.as_ref().map(|a| AnchorSource {
+                file: a.file().to_path_buf(),
+                public_key: a.public_key(),
+            }),
         );
+        let audit_task = tokio::spawn(audit_tasks::run(
+            Arc::clone(&datastore),
+            anchor,
+            config.audit_retention,
+            config::AUDIT_PRUNE_INTERVAL,
+            stop_rx.clone(),
+        ));
         let interceptor = AuthInterceptor::new(authenticator);
         let max = config.max_message_bytes;
 
@@ -173,6 +228,21 @@ impl Server {
         let watch = InterceptedService::new(
             WatchServiceServer::new(WatchApi::new(Arc::clone(&shared)))
                 .max_decoding_message_size(max),
+            interceptor.clone(),
+        );
+        let organizations_api = OrganizationApi::new(Arc::clone(&shared), directory);
+        let organizations = InterceptedService::new(
+            OrganizationServiceServer::new(organizations_api.clone())
+                .max_decoding_message_size(max),
+            interceptor.clone(),
+        );
+        let impersonation = InterceptedService::new(
+            ImpersonationServiceServer::new(organizations_api).max_decoding_message_size(max),
+            interceptor.clone(),
+        );
+        let audit = InterceptedService::new(
+            AuditServiceServer::new(AuditApi::new(Arc::clone(&shared)))
+                .max_decoding_message_size(max),
             interceptor,
         );
 
@@ -182,6 +252,10 @@ impl Server {
             .await;
         health.set_serving::<SchemaServiceServer<SchemaApi>>().await;
         health.set_serving::<WatchServiceServer<WatchApi>>().await;
+        health
+            .set_serving::<OrganizationServiceServer<OrganizationApi>>()
+            .await;
+        health.set_serving::<AuditServiceServer<AuditApi>>().await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -213,7 +287,10 @@ impl Server {
             .add_service(reflection_v1alpha)
             .add_service(permissions)
             .add_service(schema)
-            .add_service(watch);
+            .add_service(watch)
+            .add_service(organizations)
+            .add_service(impersonation)
+            .add_service(audit);
 
         // Metrics endpoint.
         let (metrics_stop_tx, metrics_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -234,7 +311,11 @@ impl Server {
         let stop_streams = stop_tx;
         let grace = config.shutdown_grace;
         let health_on_stop = health.clone();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // TCP_NODELAY on every accepted connection: without it, Nagle's algorithm holds back
+        // the tail of a response until the client's delayed ACK (~40 ms on Linux), which is
+        // what a larger message (a CheckBulkPermissions answer) otherwise waits for.
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let serving = router.serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections; draining in-flight requests");
@@ -256,6 +337,9 @@ impl Server {
             }
         };
         drop(stop_rx);
+        if let Err(e) = audit_task.await {
+            tracing::error!(error = %e, "the audit anchoring task failed");
+        }
         let _ = metrics_stop_tx.send(());
         if let Some(task) = metrics_task {
             let _ = task.await;
@@ -270,6 +354,28 @@ impl Server {
         }
         result
     }
+}
+
+/// The memory store collects garbage only when asked: ask on the RocksDB store's schedule,
+/// for as long as the store lives.
+fn spawn_memory_gc(store: Arc<dyn Datastore>) {
+    let weak = Arc::downgrade(&store);
+    drop(store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::store::rocks::DEFAULT_GC_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(store) = weak.upgrade() else { return };
+            let done = tokio::task::spawn_blocking(move || {
+                store.collect_garbage(crate::model::Timestamp::now())
+            })
+            .await;
+            if let Ok(Err(e)) = done {
+                tracing::error!(error = %e, "garbage collection of the memory store failed");
+            }
+        }
+    });
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {

@@ -2,6 +2,8 @@
 //! `--datastore-engine memory`. Writers are serialized; a write applies its changes at the
 //! next revision (invisible to readers until it commits) and undoes them on failure.
 //! Garbage collection (`collect_garbage`) follows the same rules as the RocksDB datastore.
+//! Records live in one map keyed by (family, key); a transaction buffers its record writes
+//! and applies them when it commits, so a failed one leaves them as they were.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -13,9 +15,17 @@ use crate::model::{
 use crate::schema::Schema;
 
 use super::clock::{DEFAULT_GC_WINDOW, GcStats, RevisionClock, SnapshotLease, SnapshotLeases};
+use super::records::{self, ImportDigest};
 use super::{
-    Change, ChangeSet, Datastore, DeleteOutcome, RelIter, Snapshot, StoreError, Transaction,
+    BulkImportOutcome, Change, ChangeSet, Datastore, DeleteOutcome, ImportSummary, RecordFamily,
+    Records, RelIter, Snapshot, StoreError, Transaction,
 };
+
+/// Records by family and key (not versioned: the newest value only).
+type RecordMap = BTreeMap<(RecordFamily, Vec<u8>), Vec<u8>>;
+
+/// A transaction's record writes by family and key: `None` deletes.
+type RecordWrites = BTreeMap<(RecordFamily, Vec<u8>), Option<Vec<u8>>>;
 
 /// Identity of a tuple in the forward index: resource, relation, subject.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -58,6 +68,8 @@ struct State {
     reverse: BTreeSet<ReverseKey>,
     schemas: Vec<(Revision, Arc<Schema>)>,
     changelog: Vec<ChangeSet>,
+    /// Committed records; garbage collection never touches them.
+    records: RecordMap,
 }
 
 impl State {
@@ -113,6 +125,33 @@ impl State {
             .cloned()
             .collect()
     }
+}
+
+/// The entries of a record map (committed records or pending writes) of `family` whose key
+/// starts with `prefix`, from `start` on, in key order.
+fn record_range<'a, V>(
+    map: &'a BTreeMap<(RecordFamily, Vec<u8>), V>,
+    family: RecordFamily,
+    prefix: &'a [u8],
+    start: Vec<u8>,
+) -> impl Iterator<Item = (&'a [u8], &'a V)> + 'a {
+    map.range((family, start)..)
+        .take_while(move |((f, key), _)| *f == family && key.starts_with(prefix))
+        .map(|((_, key), value)| (key.as_slice(), value))
+}
+
+/// Committed records of a scan (see `Records::scan_records`).
+fn scan_committed(
+    records: &RecordMap,
+    family: RecordFamily,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    record_range(records, family, prefix, records::scan_start(prefix, after))
+        .take(limit)
+        .map(|(key, value)| (key.to_vec(), value.clone()))
+        .collect()
 }
 
 fn lower_bound(resource: ObjectRef) -> ForwardKey {
@@ -246,12 +285,20 @@ impl Datastore for MemoryDatastore {
             undo: Vec::new(),
             changes: Vec::new(),
             schema_changed: false,
+            record_writes: BTreeMap::new(),
         };
         match body(&mut txn) {
             Ok(()) => {
                 let changes = std::mem::take(&mut txn.changes);
+                let record_writes = std::mem::take(&mut txn.record_writes);
                 let schema_changed = txn.schema_changed;
                 drop(txn);
+                for (key, value) in record_writes {
+                    match value {
+                        Some(value) => state.records.insert(key, value),
+                        None => state.records.remove(&key),
+                    };
+                }
                 let timestamp = state.clock.stamp(Timestamp::now());
                 state.clock.record(revision, timestamp);
                 state.changelog.push(ChangeSet {
@@ -286,6 +333,49 @@ impl Datastore for MemoryDatastore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn bulk_import_with(
+        &self,
+        relationships: &mut dyn Iterator<Item = Result<Relationship, StoreError>>,
+        finish: &mut dyn FnMut(&ImportSummary, &mut dyn Records) -> Result<(), StoreError>,
+    ) -> Result<BulkImportOutcome, StoreError> {
+        let mut loaded = 0u64;
+        let revision = self.write(&mut |txn| {
+            loaded = 0;
+            let mut digest = ImportDigest::new();
+            for rel in &mut *relationships {
+                let rel = rel?;
+                digest.add(&rel);
+                txn.create(rel)?;
+                loaded += 1;
+            }
+            let summary = ImportSummary {
+                loaded,
+                revision: txn.revision(),
+                digest: digest.finish(),
+            };
+            finish(&summary, txn)
+        })?;
+        Ok(BulkImportOutcome { loaded, revision })
+    }
+
+    fn get_record(&self, family: RecordFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        records::check_record(family, key)?;
+        let state = self.state.read().map_err(poisoned)?;
+        Ok(state.records.get(&(family, key.to_vec())).cloned())
+    }
+
+    fn scan_records(
+        &self,
+        family: RecordFamily,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::Record>, StoreError> {
+        family.check()?;
+        let state = self.state.read().map_err(poisoned)?;
+        Ok(scan_committed(&state.records, family, prefix, after, limit))
     }
 
     fn collect_garbage(&self, now: Timestamp) -> Result<GcStats, StoreError> {
@@ -450,6 +540,8 @@ struct MemoryTransaction<'a> {
     undo: Vec<Undo>,
     changes: Vec<Change>,
     schema_changed: bool,
+    /// Record writes, applied to `state.records` only when the transaction commits.
+    record_writes: RecordWrites,
 }
 
 impl MemoryTransaction<'_> {
@@ -591,5 +683,50 @@ impl Transaction for MemoryTransaction<'_> {
             outcome.deleted += 1;
         }
         Ok(outcome)
+    }
+}
+
+impl Records for MemoryTransaction<'_> {
+    fn get_record(&self, family: RecordFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        records::check_record(family, key)?;
+        let key = (family, key.to_vec());
+        Ok(match self.record_writes.get(&key) {
+            Some(pending) => pending.clone(),
+            None => self.state.records.get(&key).cloned(),
+        })
+    }
+
+    fn put_record(
+        &mut self,
+        family: RecordFamily,
+        key: &[u8],
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        records::check_record(family, key)?;
+        self.record_writes
+            .insert((family, key.to_vec()), Some(value));
+        Ok(())
+    }
+
+    fn delete_record(&mut self, family: RecordFamily, key: &[u8]) -> Result<(), StoreError> {
+        records::check_record(family, key)?;
+        self.record_writes.insert((family, key.to_vec()), None);
+        Ok(())
+    }
+
+    fn scan_records(
+        &self,
+        family: RecordFamily,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::Record>, StoreError> {
+        family.check()?;
+        let start = records::scan_start(prefix, after);
+        let committed = record_range(&self.state.records, family, prefix, start.clone())
+            .map(|(key, value)| Ok((key.to_vec(), value.clone())));
+        let pending = record_range(&self.record_writes, family, prefix, start)
+            .map(|(key, value)| (key, value.as_deref()));
+        records::merge_scan(committed, pending, limit)
     }
 }

@@ -17,6 +17,9 @@ pub use error::StoreError;
 pub use precondition::{Precondition, PreconditionOp, check_preconditions};
 pub use schema_change::check_schema_change;
 
+mod records;
+pub use records::{ImportSummary, Record, RecordFamily, Records};
+
 use crate::model::{
     ObjectRef, Relationship, RelationshipFilter, Revision, SubjectFilter, Timestamp,
 };
@@ -61,22 +64,14 @@ pub trait Datastore: Send + Sync {
     /// Loads relationships at one new revision, all or nothing, with CREATE semantics: one
     /// that exists already, or appears twice, fails the import with `AlreadyExists`; an `Err`
     /// from the iterator aborts the import and is returned. Nothing is visible to readers
-    /// until the whole import has committed. The default runs one `write`; datastores
-    /// override it to stream large imports.
+    /// until the whole import has committed. The default is `bulk_import_with` with a
+    /// `finish` that writes nothing; datastores override it when skipping the summary's
+    /// digest makes a large import faster.
     fn bulk_import(
         &self,
         relationships: &mut dyn Iterator<Item = Result<Relationship, StoreError>>,
     ) -> Result<BulkImportOutcome, StoreError> {
-        let mut loaded = 0u64;
-        let revision = self.write(&mut |txn| {
-            loaded = 0;
-            for rel in &mut *relationships {
-                txn.create(rel?)?;
-                loaded += 1;
-            }
-            Ok(())
-        })?;
-        Ok(BulkImportOutcome { loaded, revision })
+        self.bulk_import_with(relationships, &mut |_, _| Ok(()))
     }
 
     /// One garbage-collection pass at time `now`: removes relationship versions that no
@@ -85,6 +80,30 @@ pub trait Datastore: Send + Sync {
     /// ignores them already), and changelog entries older than the window. The memory store
     /// runs it only when called; the RocksDB store also runs it on a background thread.
     fn collect_garbage(&self, now: Timestamp) -> Result<GcStats, StoreError>;
+
+    /// Like `bulk_import`, and before the import commits, `finish` is called once with what
+    /// was loaded (count, revision, digest) and may read and write records (an audit entry)
+    /// that commit in the same atomic step as the import. An error from `finish` aborts the
+    /// import (nothing of it, nor of `finish`'s writes, is kept) and is returned. `finish`
+    /// runs while other writers wait, so a read-modify-write of a record there cannot race.
+    fn bulk_import_with(
+        &self,
+        relationships: &mut dyn Iterator<Item = Result<Relationship, StoreError>>,
+        finish: &mut dyn FnMut(&ImportSummary, &mut dyn Records) -> Result<(), StoreError>,
+    ) -> Result<BulkImportOutcome, StoreError>;
+
+    /// The committed value of a record (records are not versioned: this is the newest state).
+    fn get_record(&self, family: RecordFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Committed records of `family` whose key starts with `prefix`, in key order, starting
+    /// strictly after `after` (a full key), at most `limit` of them.
+    fn scan_records(
+        &self,
+        family: RecordFamily,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::Record>, StoreError>;
 }
 
 /// Every read at one revision.
@@ -131,8 +150,8 @@ pub struct DeleteOutcome {
 }
 
 /// Reads and writes of one write transaction. Reads see the state before the transaction
-/// plus its own earlier writes.
-pub trait Transaction {
+/// plus its own earlier writes; its record reads and writes (`Records`) commit with it.
+pub trait Transaction: Records {
     /// The revision being written.
     fn revision(&self) -> Revision;
 

@@ -12,3 +12,4 @@ mod corpus;
 mod flows;
 mod harness;
 mod malformed;
+mod orgs;

@@ -9,8 +9,10 @@ use arbor::model::{
 };
 use arbor::schema;
 use arbor::store::{
-    Change, Precondition, PreconditionOp, StoreError, check_preconditions, check_schema_change,
+    Change, Precondition, PreconditionOp, RecordFamily, StoreError, check_preconditions,
+    check_schema_change,
 };
+use sha2::{Digest as _, Sha256};
 
 use crate::{Engine, all_at, rel, touch_all};
 
@@ -762,6 +764,539 @@ fn reverse_reads_filter_subjects(engine: Engine) {
     );
 }
 
+const RECORDS: RecordFamily = RecordFamily::new("test.records");
+/// A family whose name extends `RECORDS`'s: its records must never show up in a scan of it.
+const MORE_RECORDS: RecordFamily = RecordFamily::new("test.records.more");
+
+type RecordList = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Puts every (key, value) in one transaction.
+fn put_records(
+    ds: &dyn arbor::store::Datastore,
+    family: RecordFamily,
+    records: &[(&[u8], &[u8])],
+) -> Revision {
+    ds.write(&mut |txn| {
+        for (key, value) in records {
+            txn.put_record(family, key, value.to_vec())?;
+        }
+        Ok(())
+    })
+    .unwrap()
+}
+
+fn record_list(records: &[(&[u8], &[u8])]) -> RecordList {
+    records
+        .iter()
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect()
+}
+
+fn records_put_get_delete_and_overwrite(engine: Engine) {
+    let store = engine.fresh();
+    let ds = store.ds.as_ref();
+    assert_eq!(ds.get_record(RECORDS, b"k").unwrap(), None);
+    // A transaction that writes only records commits at a new revision, like any other.
+    let r1 = put_records(ds, RECORDS, &[(b"k", b"one"), (b"empty", b"")]);
+    assert_eq!(r1, Revision::new(1));
+    assert_eq!(ds.head_revision().unwrap(), r1);
+    assert_eq!(ds.get_record(RECORDS, b"k").unwrap(), Some(b"one".to_vec()));
+    assert_eq!(ds.get_record(RECORDS, b"empty").unwrap(), Some(Vec::new()));
+    // Families are separate key spaces.
+    assert_eq!(ds.get_record(MORE_RECORDS, b"k").unwrap(), None);
+    put_records(ds, MORE_RECORDS, &[(b"k", b"more")]);
+    assert_eq!(ds.get_record(RECORDS, b"k").unwrap(), Some(b"one".to_vec()));
+    assert_eq!(
+        ds.get_record(MORE_RECORDS, b"k").unwrap(),
+        Some(b"more".to_vec())
+    );
+
+    // Overwrite; binary keys and values, the longest key allowed.
+    let long = vec![0xabu8; 1024];
+    let binary: &[u8] = b"\x00\xff\x00";
+    put_records(
+        ds,
+        RECORDS,
+        &[(b"k", b"two"), (binary, binary), (&long, b"long")],
+    );
+    assert_eq!(ds.get_record(RECORDS, b"k").unwrap(), Some(b"two".to_vec()));
+    assert_eq!(
+        ds.get_record(RECORDS, binary).unwrap(),
+        Some(binary.to_vec())
+    );
+    assert_eq!(
+        ds.get_record(RECORDS, &long).unwrap(),
+        Some(b"long".to_vec())
+    );
+
+    // Delete; deleting a missing record is no error.
+    let r = ds
+        .write(&mut |txn| {
+            txn.delete_record(RECORDS, b"k")?;
+            txn.delete_record(RECORDS, b"never")
+        })
+        .unwrap();
+    assert_eq!(r, ds.head_revision().unwrap());
+    assert_eq!(ds.get_record(RECORDS, b"k").unwrap(), None);
+    assert_eq!(
+        ds.get_record(MORE_RECORDS, b"k").unwrap(),
+        Some(b"more".to_vec())
+    );
+    // Records are not versioned, and snapshots do not see them: no revision reads old ones.
+    assert_eq!(
+        ds.scan_records(RECORDS, b"", None, 10).unwrap(),
+        record_list(&[(binary, binary), (b"empty", b""), (&long, b"long")])
+    );
+}
+
+fn records_scan_by_prefix_after_and_limit(engine: Engine) {
+    let store = engine.fresh();
+    let ds = store.ds.as_ref();
+    let keys: [&[u8]; 9] = [
+        b"b", b"a\xff", b"abc", b"a", b"ab", b"a\x00", b"\xff", b"0", b"ab\x00",
+    ];
+    let records: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (*k, &k[..1])).collect();
+    put_records(ds, RECORDS, &records);
+    put_records(ds, MORE_RECORDS, &[(b"a", b"x"), (b"ab", b"x")]);
+    let mut sorted: Vec<&[u8]> = keys.to_vec();
+    sorted.sort();
+    let expect =
+        |ks: &[&[u8]]| -> RecordList { ks.iter().map(|k| (k.to_vec(), k[..1].to_vec())).collect() };
+    let scan = |prefix: &[u8], after: Option<&[u8]>, limit: usize| {
+        ds.scan_records(RECORDS, prefix, after, limit).unwrap()
+    };
+
+    // Key order is byte order, shorter first on a common prefix.
+    assert_eq!(scan(b"", None, 100), expect(&sorted));
+    assert_eq!(
+        scan(b"", None, 100)
+            .iter()
+            .map(|(k, _)| k.as_slice())
+            .collect::<Vec<_>>(),
+        [
+            &b"0"[..],
+            b"a",
+            b"a\x00",
+            b"ab",
+            b"ab\x00",
+            b"abc",
+            b"a\xff",
+            b"b",
+            b"\xff"
+        ]
+    );
+    // Prefix.
+    assert_eq!(
+        scan(b"a", None, 100),
+        expect(&[b"a", b"a\x00", b"ab", b"ab\x00", b"abc", b"a\xff"])
+    );
+    assert_eq!(scan(b"ab", None, 100), expect(&[b"ab", b"ab\x00", b"abc"]));
+    assert_eq!(scan(b"\xff", None, 100), expect(&[b"\xff"]));
+    assert!(scan(b"c", None, 100).is_empty());
+    assert!(scan(b"abcd", None, 100).is_empty());
+    // Strictly after `after`, which need not exist, nor lie inside the prefix.
+    assert_eq!(
+        scan(b"a", Some(b"ab"), 100),
+        expect(&[b"ab\x00", b"abc", b"a\xff"])
+    );
+    assert_eq!(
+        scan(b"a", Some(b"ab\x00\x00"), 100),
+        expect(&[b"abc", b"a\xff"])
+    );
+    assert_eq!(scan(b"a", Some(b"0"), 100), scan(b"a", None, 100));
+    assert!(scan(b"a", Some(b"b"), 100).is_empty());
+    assert!(scan(b"", Some(b"\xff"), 100).is_empty());
+    // Limit, and paging with the last key as `after`.
+    assert!(scan(b"", None, 0).is_empty());
+    assert_eq!(scan(b"a", None, 2), expect(&[b"a", b"a\x00"]));
+    let mut paged = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = scan(b"", after.as_deref(), 2);
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        paged.extend(page);
+    }
+    assert_eq!(paged, expect(&sorted));
+    // The other family holds only its own records.
+    assert_eq!(
+        ds.scan_records(MORE_RECORDS, b"", None, 100).unwrap(),
+        record_list(&[(b"a", b"x"), (b"ab", b"x")])
+    );
+}
+
+fn records_transaction_sees_its_own_writes_and_deletes(engine: Engine) {
+    let store = engine.fresh();
+    let ds = store.ds.as_ref();
+    put_records(
+        ds,
+        RECORDS,
+        &[
+            (b"k1", b"1"),
+            (b"k2", b"2"),
+            (b"k3", b"3"),
+            (b"k4", b"4"),
+            (b"k5", b"5"),
+        ],
+    );
+    let expected = record_list(&[
+        (b"k0", b"new"),
+        (b"k1", b"again"),
+        (b"k2", b"changed"),
+        (b"k4", b"4"),
+        (b"k5", b"5"),
+        (b"k6", b"6"),
+    ]);
+    ds.write(&mut |txn| {
+        txn.put_record(RECORDS, b"k6", b"6".to_vec())?;
+        txn.put_record(RECORDS, b"k2", b"changed".to_vec())?;
+        txn.delete_record(RECORDS, b"k3")?;
+        txn.put_record(RECORDS, b"k7", b"gone".to_vec())?;
+        txn.delete_record(RECORDS, b"k7")?;
+        txn.delete_record(RECORDS, b"k1")?;
+        assert_eq!(txn.get_record(RECORDS, b"k1")?, None);
+        txn.put_record(RECORDS, b"k1", b"again".to_vec())?;
+        txn.put_record(RECORDS, b"k0", b"new".to_vec())?;
+        txn.put_record(MORE_RECORDS, b"k3", b"elsewhere".to_vec())?;
+
+        assert_eq!(txn.get_record(RECORDS, b"k0")?, Some(b"new".to_vec()));
+        assert_eq!(txn.get_record(RECORDS, b"k1")?, Some(b"again".to_vec()));
+        assert_eq!(txn.get_record(RECORDS, b"k2")?, Some(b"changed".to_vec()));
+        assert_eq!(txn.get_record(RECORDS, b"k3")?, None);
+        assert_eq!(txn.get_record(RECORDS, b"k4")?, Some(b"4".to_vec()));
+        assert_eq!(txn.get_record(RECORDS, b"k7")?, None);
+        assert_eq!(
+            txn.get_record(MORE_RECORDS, b"k3")?,
+            Some(b"elsewhere".to_vec())
+        );
+        assert_eq!(txn.scan_records(RECORDS, b"k", None, 100)?, expected);
+        assert_eq!(txn.scan_records(RECORDS, b"", None, 3)?, expected[..3]);
+        assert_eq!(
+            txn.scan_records(RECORDS, b"k", Some(b"k2"), 2)?,
+            expected[3..5]
+        );
+        assert_eq!(
+            txn.scan_records(RECORDS, b"k", Some(b"k3"), 100)?,
+            expected[3..]
+        );
+        assert_eq!(txn.scan_records(RECORDS, b"k6", None, 100)?, expected[5..]);
+        assert_eq!(
+            txn.scan_records(MORE_RECORDS, b"", None, 100)?,
+            record_list(&[(b"k3", b"elsewhere")])
+        );
+        // Nothing is visible outside the transaction before it commits.
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(ds.scan_records(RECORDS, b"", None, 100).unwrap(), expected);
+    assert_eq!(
+        ds.get_record(MORE_RECORDS, b"k3").unwrap(),
+        Some(b"elsewhere".to_vec())
+    );
+    // A transaction with relationships and records commits both at one revision.
+    let r = ds
+        .write(&mut |txn| {
+            txn.touch(rel("doc:r#viewer@user:a"))?;
+            txn.put_record(RECORDS, b"k8", b"8".to_vec())
+        })
+        .unwrap();
+    assert_eq!(all_at(ds, r), ["doc:r#viewer@user:a"]);
+    assert_eq!(ds.get_record(RECORDS, b"k8").unwrap(), Some(b"8".to_vec()));
+}
+
+fn records_of_an_aborted_transaction_are_not_written(engine: Engine) {
+    let store = engine.fresh();
+    let ds = store.ds.as_ref();
+    let head = put_records(ds, RECORDS, &[(b"a", b"1"), (b"b", b"2")]);
+    let before = ds.scan_records(RECORDS, b"", None, 100).unwrap();
+    let err = ds
+        .write(&mut |txn| {
+            txn.put_record(RECORDS, b"a", b"changed".to_vec())?;
+            txn.delete_record(RECORDS, b"b")?;
+            txn.put_record(RECORDS, b"c", b"3".to_vec())?;
+            txn.touch(rel("doc:x#viewer@user:a"))?;
+            assert_eq!(txn.scan_records(RECORDS, b"", None, 100)?.len(), 2);
+            Err(StoreError::Refused("no".to_string()))
+        })
+        .unwrap_err();
+    assert_eq!(err, StoreError::Refused("no".to_string()));
+    assert_eq!(ds.head_revision().unwrap(), head);
+    assert_eq!(ds.scan_records(RECORDS, b"", None, 100).unwrap(), before);
+    assert_eq!(ds.get_record(RECORDS, b"c").unwrap(), None);
+    assert!(all_at(ds, head).is_empty());
+    // The next transaction starts from the committed records, not the aborted writes.
+    ds.write(&mut |txn| {
+        assert_eq!(txn.get_record(RECORDS, b"a")?, Some(b"1".to_vec()));
+        assert_eq!(txn.get_record(RECORDS, b"c")?, None);
+        assert_eq!(txn.scan_records(RECORDS, b"", None, 100)?, before);
+        Ok(())
+    })
+    .unwrap();
+}
+
+fn records_are_not_relationship_changes(engine: Engine) {
+    let store = engine.fresh();
+    let ds = store.ds.as_ref();
+    let r1 = touch_all(ds, &["doc:1#viewer@user:a"]);
+    let r2 = put_records(ds, RECORDS, &[(b"a", b"1")]);
+    let r3 = ds
+        .write(&mut |txn| {
+            txn.put_record(RECORDS, b"b", b"2".to_vec())?;
+            txn.delete_record(RECORDS, b"a")?;
+            txn.touch(rel("doc:2#viewer@user:b"))
+        })
+        .unwrap();
+    let sets = ds.changes_since(r1, 10).unwrap();
+    assert_eq!(
+        sets.iter().map(|s| s.revision).collect::<Vec<_>>(),
+        [r2, r3]
+    );
+    // The records-only revision carries no change; the mixed one only its relationship.
+    assert!(sets[0].changes.is_empty() && !sets[0].schema_changed);
+    assert_eq!(sets[1].changes, [Change::Touch(rel("doc:2#viewer@user:b"))]);
+    assert_eq!(all_at(ds, r2), ["doc:1#viewer@user:a"]);
+}
+
+fn gc_never_removes_records(engine: Engine) {
+    let window = Duration::from_millis(300);
+    let store = engine.open(window);
+    let ds = store.ds.as_ref();
+    put_records(ds, RECORDS, &[(b"old", b"1"), (b"gone", b"x")]);
+    ds.write(&mut |txn| {
+        txn.touch(rel("doc:g#viewer@user:a"))?;
+        txn.put_record(RECORDS, b"mixed", b"2".to_vec())
+    })
+    .unwrap();
+    ds.write(&mut |txn| {
+        txn.delete(&rel("doc:g#viewer@user:a"))?;
+        txn.delete_record(RECORDS, b"gone")
+    })
+    .unwrap();
+    std::thread::sleep(window * 2);
+    let head = put_records(ds, RECORDS, &[(b"new", b"3")]);
+    std::thread::sleep(window * 2);
+    touch_all(ds, &["doc:h#viewer@user:b"]);
+    let first = ds.collect_garbage(Timestamp::now()).unwrap();
+    assert!(first.horizon >= head, "{first:?}");
+    assert!(first.versions_removed >= 1, "{first:?}");
+    ds.collect_garbage(Timestamp::now()).unwrap();
+    assert_eq!(
+        ds.scan_records(RECORDS, b"", None, 100).unwrap(),
+        record_list(&[(b"mixed", b"2"), (b"new", b"3"), (b"old", b"1")])
+    );
+}
+
+/// The digest `ImportSummary` promises: SHA-256 over each relationship's text and `\n`.
+fn import_digest(rels: &[Relationship]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for r in rels {
+        hasher.update(format!("{r}\n").as_bytes());
+    }
+    hasher.finalize().into()
+}
+
+const AUDIT: RecordFamily = RecordFamily::new("test.audit");
+
+fn bulk_import_with_commits_finish_records_with_the_import(engine: Engine) {
+    let store = engine.fresh();
+    let ds = store.ds.as_ref();
+    let existing = "doc:e#viewer@user:e";
+    let r1 = ds
+        .write(&mut |txn| {
+            txn.touch(rel(existing))?;
+            txn.put_record(AUDIT, b"head", b"0".to_vec())
+        })
+        .unwrap();
+    // Large enough to span several of the RocksDB store's write batches, and with caveats
+    // and expirations, whose text the digest covers too.
+    const N: usize = 25_000;
+    let mut rels = many("w", N);
+    rels.push(rel(r#"doc:cav#viewer@user:c[cav:{"b":[1,"x"],"a":true}]"#));
+    rels.push(rel(
+        "doc:exp#viewer@user:x[expiration:2100-01-02T03:04:05Z]",
+    ));
+    let expected_digest = import_digest(&rels);
+
+    let mut calls = 0;
+    let outcome = ds
+        .bulk_import_with(
+            &mut rels.clone().into_iter().map(Ok),
+            &mut |summary, records| {
+                calls += 1;
+                assert_eq!(summary.loaded, (N + 2) as u64);
+                assert_eq!(summary.revision, r1.next().unwrap());
+                assert_eq!(summary.digest, expected_digest);
+                // A read-modify-write of a chain head: reads see committed and own writes.
+                let previous = records.get_record(AUDIT, b"head")?.unwrap();
+                assert_eq!(previous, b"0");
+                let entry = [previous.as_slice(), &b">"[..], &summary.digest[..]].concat();
+                records.put_record(AUDIT, b"entry.1", entry)?;
+                records.put_record(AUDIT, b"head", b"1".to_vec())?;
+                assert_eq!(records.get_record(AUDIT, b"head")?, Some(b"1".to_vec()));
+                assert_eq!(records.scan_records(AUDIT, b"entry.", None, 10)?.len(), 1);
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert_eq!(calls, 1);
+    assert_eq!(outcome.loaded, (N + 2) as u64);
+    assert_eq!(outcome.revision, r1.next().unwrap());
+    assert_eq!(ds.head_revision().unwrap(), outcome.revision);
+    assert_eq!(all_at(ds, outcome.revision).len(), N + 3);
+    assert_eq!(ds.get_record(AUDIT, b"head").unwrap(), Some(b"1".to_vec()));
+    let entry = ds.get_record(AUDIT, b"entry.1").unwrap().unwrap();
+    assert_eq!(entry, [&b"0>"[..], &expected_digest[..]].concat());
+    // The import's changes are its relationships only.
+    let sets = ds.changes_since(r1, 10).unwrap();
+    assert_eq!(sets.len(), 1);
+    assert_eq!(sets[0].changes.len(), N + 2);
+
+    // Plain bulk_import still works beside it.
+    let plain = ds
+        .bulk_import(&mut many("p", 10).into_iter().map(Ok))
+        .unwrap();
+    assert_eq!(plain.revision, outcome.revision.next().unwrap());
+}
+
+fn bulk_import_with_a_failing_finish_keeps_nothing(engine: Engine) {
+    let store = engine.fresh();
+    let ds = store.ds.as_ref();
+    let existing = "doc:e#viewer@user:e";
+    let r1 = ds
+        .write(&mut |txn| {
+            txn.touch(rel(existing))?;
+            txn.put_record(AUDIT, b"head", b"0".to_vec())
+        })
+        .unwrap();
+    const N: usize = 25_000;
+    let err = ds
+        .bulk_import_with(
+            &mut many("f", N).into_iter().map(Ok),
+            &mut |summary, records| {
+                assert_eq!(summary.loaded, N as u64);
+                records.put_record(AUDIT, b"head", b"1".to_vec())?;
+                records.put_record(AUDIT, b"entry.1", b"x".to_vec())?;
+                Err(StoreError::Refused("audit refused".to_string()))
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err, StoreError::Refused("audit refused".to_string()));
+    assert_eq!(ds.head_revision().unwrap(), r1);
+    assert_eq!(all_at(ds, r1), [existing]);
+    assert_eq!(ds.get_record(AUDIT, b"head").unwrap(), Some(b"0".to_vec()));
+    assert_eq!(ds.get_record(AUDIT, b"entry.1").unwrap(), None);
+
+    // An import that fails before its end never calls finish.
+    let mut calls = 0;
+    let failing = many("g", 100).into_iter().enumerate().map(|(i, r)| {
+        if i == 50 {
+            Err(StoreError::Refused("bad input".to_string()))
+        } else {
+            Ok(r)
+        }
+    });
+    let err = ds
+        .bulk_import_with(&mut failing.into_iter(), &mut |_, _| {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(err, StoreError::Refused("bad input".to_string()));
+    assert_eq!(calls, 0);
+
+    // The revision is free for the next import, which shows nothing of the failed ones.
+    let outcome = ds
+        .bulk_import_with(&mut many("f", 10).into_iter().map(Ok), &mut |summary, _| {
+            assert_eq!(summary.revision, r1.next().unwrap());
+            assert_eq!(summary.digest, import_digest(&many("f", 10)));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(outcome.revision, r1.next().unwrap());
+    assert_eq!(all_at(ds, outcome.revision).len(), 11);
+    assert_eq!(ds.get_record(AUDIT, b"entry.1").unwrap(), None);
+    let sets = ds.changes_since(r1, 10).unwrap();
+    assert_eq!(sets.len(), 1);
+    assert_eq!(sets[0].changes.len(), 10);
+}
+
+fn invalid_record_families_and_keys_are_refused(engine: Engine) {
+    let store = engine.fresh();
+    let ds = store.ds.as_ref();
+    let refused = |result: Result<(), StoreError>, needle: &str| match result {
+        Err(StoreError::Refused(message)) => {
+            assert!(
+                message.contains(needle),
+                "`{message}` should mention `{needle}`"
+            )
+        }
+        other => panic!("expected a refusal mentioning {needle}, got {other:?}"),
+    };
+    let long = vec![b'k'; 1025];
+    let bad_families = [
+        RecordFamily::new(""),
+        RecordFamily::new("has space"),
+        RecordFamily::new("a/b"),
+        RecordFamily::new("nul\0byte"),
+        RecordFamily::new("x23456789012345678901234567890123"),
+    ];
+    for family in bad_families {
+        let name = format!("`{}`", family.name());
+        refused(ds.get_record(family, b"k").map(drop), &name);
+        refused(ds.scan_records(family, b"", None, 10).map(drop), &name);
+        refused(
+            ds.write(&mut |txn| txn.put_record(family, b"k", Vec::new()))
+                .map(drop),
+            &name,
+        );
+        refused(
+            ds.write(&mut |txn| txn.delete_record(family, b"k"))
+                .map(drop),
+            &name,
+        );
+        refused(
+            ds.write(&mut |txn| txn.get_record(family, b"k").map(drop))
+                .map(drop),
+            &name,
+        );
+        refused(
+            ds.write(&mut |txn| txn.scan_records(family, b"", None, 1).map(drop))
+                .map(drop),
+            &name,
+        );
+    }
+    // The longest valid name is fine.
+    RecordFamily::new("x2345678901234567890123456789012")
+        .check()
+        .unwrap();
+    for key in [&b""[..], &long] {
+        refused(ds.get_record(RECORDS, key).map(drop), "1 to 1024 bytes");
+        refused(
+            ds.write(&mut |txn| txn.put_record(RECORDS, key, b"v".to_vec()))
+                .map(drop),
+            "1 to 1024 bytes",
+        );
+        refused(
+            ds.write(&mut |txn| txn.delete_record(RECORDS, key))
+                .map(drop),
+            "1 to 1024 bytes",
+        );
+        refused(
+            ds.write(&mut |txn| txn.get_record(RECORDS, key).map(drop))
+                .map(drop),
+            "1 to 1024 bytes",
+        );
+    }
+    // A refusal inside a transaction that carries on does not poison it.
+    ds.write(&mut |txn| {
+        assert!(txn.put_record(RECORDS, b"", Vec::new()).is_err());
+        txn.put_record(RECORDS, b"ok", b"v".to_vec())
+    })
+    .unwrap();
+    assert_eq!(ds.get_record(RECORDS, b"ok").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(ds.head_revision().unwrap(), Revision::new(1));
+}
+
 macro_rules! for_each_engine {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -785,4 +1320,13 @@ for_each_engine!(
     bulk_import_is_all_or_nothing,
     reads_paginate_with_a_cursor,
     reverse_reads_filter_subjects,
+    records_put_get_delete_and_overwrite,
+    records_scan_by_prefix_after_and_limit,
+    records_transaction_sees_its_own_writes_and_deletes,
+    records_of_an_aborted_transaction_are_not_written,
+    records_are_not_relationship_changes,
+    gc_never_removes_records,
+    bulk_import_with_commits_finish_records_with_the_import,
+    bulk_import_with_a_failing_finish_keeps_nothing,
+    invalid_record_families_and_keys_are_refused,
 );

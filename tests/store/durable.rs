@@ -1,6 +1,7 @@
 //! What only the RocksDB datastore can show: everything survives reopening, Watch resumes
 //! across a restart with nothing lost or repeated, backups restore the store as of the
-//! backup, foreign and busy directories are refused, and the collector stops with the store.
+//! backup, foreign and busy directories are refused, the collector stops with the store, and
+//! records survive all of that and can be read through a read-only view.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use arbor::model::Revision;
 use arbor::schema;
 use arbor::store::rocks::{RocksDatastore, RocksOptions};
-use arbor::store::{Change, Datastore, StoreError};
+use arbor::store::{Change, Datastore, RecordFamily, StoreError};
 
 use crate::{all_at, rel, touch_all};
 
@@ -211,4 +212,163 @@ fn the_collector_runs_beside_writers_and_stops_with_the_store() {
     let started = Instant::now();
     drop(ds);
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+const RECORDS: RecordFamily = RecordFamily::new("test.records");
+
+fn all_records(ds: &dyn Datastore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    ds.scan_records(RECORDS, b"", None, usize::MAX).unwrap()
+}
+
+/// A few records written by a transaction and by a bulk import's finish step, with
+/// relationships; returns every record.
+fn write_records(ds: &dyn Datastore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    ds.write(&mut |txn| {
+        txn.touch(rel("doc:r#viewer@user:a"))?;
+        txn.put_record(RECORDS, b"txn.1", b"one".to_vec())?;
+        txn.put_record(RECORDS, b"txn.2", b"two".to_vec())?;
+        txn.put_record(RECORDS, b"txn.3", b"three".to_vec())
+    })
+    .unwrap();
+    ds.write(&mut |txn| txn.delete_record(RECORDS, b"txn.2"))
+        .unwrap();
+    ds.bulk_import_with(
+        &mut (0..100).map(|i| Ok(rel(&format!("doc:i{i}#viewer@user:u{i}")))),
+        &mut |summary, records| records.put_record(RECORDS, b"import", summary.digest.to_vec()),
+    )
+    .unwrap();
+    let all = all_records(ds);
+    assert_eq!(
+        all.iter().map(|(k, _)| k.as_slice()).collect::<Vec<_>>(),
+        [&b"import"[..], b"txn.1", b"txn.3"]
+    );
+    all
+}
+
+#[test]
+fn records_survive_reopening_and_the_store_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let (records, head) = {
+        let ds = open(dir.path());
+        (write_records(&ds), ds.head_revision().unwrap())
+    };
+    {
+        let ds = open(dir.path());
+        assert_eq!(ds.head_revision().unwrap(), head);
+        assert_eq!(all_records(&ds), records);
+        assert_eq!(
+            ds.get_record(RECORDS, b"txn.1").unwrap(),
+            Some(b"one".to_vec())
+        );
+        // Opened again, it reads and writes records and relationships as before.
+        let next = ds
+            .write(&mut |txn| {
+                assert_eq!(txn.get_record(RECORDS, b"txn.3")?, Some(b"three".to_vec()));
+                txn.delete_record(RECORDS, b"txn.3")?;
+                txn.put_record(RECORDS, b"txn.4", b"four".to_vec())?;
+                txn.touch(rel("doc:r2#viewer@user:b"))
+            })
+            .unwrap();
+        assert_eq!(next, head.next().unwrap());
+        ds.flush().unwrap();
+    }
+    let ds = open(dir.path());
+    assert_eq!(ds.head_revision().unwrap(), head.next().unwrap());
+    let keys: Vec<Vec<u8>> = all_records(&ds).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        keys,
+        [b"import".to_vec(), b"txn.1".to_vec(), b"txn.4".to_vec()]
+    );
+    assert_eq!(all_at(&ds, ds.head_revision().unwrap()).len(), 102);
+}
+
+#[test]
+fn backups_carry_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ds = open(&data);
+    let records = write_records(&ds);
+    let head = ds.head_revision().unwrap();
+
+    // A checkpoint of the open store.
+    let checkpoint = dir.path().join("checkpoint");
+    ds.backup(&checkpoint).unwrap();
+    // The logical copy `arbor backup` makes of a directory another process has open.
+    let copy = dir.path().join("copy");
+    RocksDatastore::backup_in_use(&data, &copy).unwrap();
+    ds.write(&mut |txn| txn.put_record(RECORDS, b"after", b"x".to_vec()))
+        .unwrap();
+    drop(ds);
+
+    for backup in [&checkpoint, &copy] {
+        let restored = open(backup);
+        assert_eq!(restored.head_revision().unwrap(), head);
+        assert_eq!(all_records(&restored), records, "{}", backup.display());
+        assert_eq!(all_at(&restored, head).len(), 101);
+    }
+}
+
+#[test]
+fn a_read_only_view_reads_records_and_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = open(dir.path());
+    let records = write_records(&ds);
+    let head = ds.head_revision().unwrap();
+
+    // While the store is open elsewhere, a read-only view sees what it has committed.
+    let view = RocksDatastore::open_read_only(dir.path()).unwrap();
+    assert_eq!(view.head_revision().unwrap(), head);
+    assert_eq!(all_records(&view), records);
+    drop(view);
+    drop(ds);
+
+    let view = RocksDatastore::open_read_only(dir.path()).unwrap();
+    assert_eq!(all_records(&view), records);
+    assert_eq!(
+        view.get_record(RECORDS, b"txn.3").unwrap(),
+        Some(b"three".to_vec())
+    );
+    assert_eq!(view.get_record(RECORDS, b"txn.2").unwrap(), None);
+    assert_eq!(
+        view.scan_records(RECORDS, b"txn.", Some(b"txn.1"), 10)
+            .unwrap(),
+        [(b"txn.3".to_vec(), b"three".to_vec())]
+    );
+    assert_eq!(all_at(&view, head).len(), 101);
+    assert_eq!(view.changes_since(Revision::ZERO, 10).unwrap().len(), 3);
+    let refused = |result: Result<(), StoreError>| {
+        assert!(
+            matches!(&result, Err(StoreError::Refused(m)) if m.contains("read-only")),
+            "{result:?}"
+        );
+    };
+    refused(
+        view.write(&mut |txn| txn.put_record(RECORDS, b"k", Vec::new()))
+            .map(drop),
+    );
+    refused(
+        view.bulk_import(&mut std::iter::once(Ok(rel("doc:x#viewer@user:x"))))
+            .map(drop),
+    );
+    refused(
+        view.collect_garbage(arbor::model::Timestamp::now())
+            .map(drop),
+    );
+    refused(view.start_gc(Duration::from_secs(60)));
+    assert_eq!(view.head_revision().unwrap(), head);
+    drop(view);
+
+    // Nothing changed: the store opens read-write as before.
+    let ds = open(dir.path());
+    assert_eq!(ds.head_revision().unwrap(), head);
+    assert_eq!(all_records(&ds), records);
+    drop(ds);
+
+    let missing = dir.path().join("missing");
+    let err = RocksDatastore::open_read_only(&missing).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::DataDirectory(m) if m.contains("not an Arbor data directory")),
+        "{err}"
+    );
+    assert!(!missing.exists());
 }

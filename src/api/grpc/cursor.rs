@@ -1,6 +1,8 @@
 //! Result cursors: an opaque, versioned encoding of the revision a paged call reads at, a hash
 //! of the call's parameters (a cursor only resumes the call that issued it), and the position
-//! of the last result sent.
+//! of the last result sent. Version 2 orders results by key (relationships, or resource ids);
+//! version 3 (LookupResources streamed in the order its walk finds them) resumes after a
+//! result in that order. Both have the same layout; the version says how to resume.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -11,8 +13,20 @@ use super::proto::authzed::api::v1::Cursor;
 use crate::api::status::ApiError;
 use crate::model::Revision;
 
-/// The first byte of every cursor Arbor issues.
+/// The first byte of a cursor whose results are ordered by key.
 const CURSOR_VERSION: u8 = 2;
+/// The first byte of a cursor whose results come in the order a walk finds them.
+const WALK_CURSOR_VERSION: u8 = 3;
+
+/// How the results a cursor resumes are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// By key: the call resumes with the results after `after`.
+    ByKey,
+    /// In the order the call's walk finds them (fixed by the revision): the call resumes with
+    /// the results found after `after`.
+    Walk,
+}
 /// Bytes of the parameter hash kept in a cursor.
 const HASH_LEN: usize = 8;
 
@@ -23,6 +37,8 @@ pub struct Position {
     pub revision: Revision,
     /// The last result sent (a relationship or an object id), as text.
     pub after: String,
+    /// How the results are ordered.
+    pub order: Order,
 }
 
 /// The hash of a request's parameters. `request` must have its cursor, consistency and limit
@@ -40,10 +56,19 @@ pub fn parameter_hash<M: Message>(method: &str, request: &M) -> [u8; HASH_LEN] {
     out
 }
 
-/// Encodes a cursor after `after`, for the call whose parameters hash to `hash`.
+/// Encodes a cursor after `after` (in key order), for the call whose parameters hash to `hash`.
 pub fn encode(revision: Revision, hash: [u8; HASH_LEN], after: &str) -> Cursor {
+    encode_as(CURSOR_VERSION, revision, hash, after)
+}
+
+/// Encodes a cursor after `after` in walk order, for the call whose parameters hash to `hash`.
+pub fn encode_walk(revision: Revision, hash: [u8; HASH_LEN], after: &str) -> Cursor {
+    encode_as(WALK_CURSOR_VERSION, revision, hash, after)
+}
+
+fn encode_as(version: u8, revision: Revision, hash: [u8; HASH_LEN], after: &str) -> Cursor {
     let mut bytes = Vec::with_capacity(1 + 8 + HASH_LEN + after.len());
-    bytes.push(CURSOR_VERSION);
+    bytes.push(version);
     bytes.extend_from_slice(&revision.get().to_be_bytes());
     bytes.extend_from_slice(&hash);
     bytes.extend_from_slice(after.as_bytes());
@@ -57,10 +82,14 @@ pub fn decode(cursor: &Cursor, hash: [u8; HASH_LEN]) -> Result<Position, ApiErro
     let bytes = STANDARD.decode(cursor.token.as_bytes()).map_err(|_| {
         ApiError::InvalidCursor("it is not a cursor this server issued".to_string())
     })?;
-    let Some((&CURSOR_VERSION, rest)) = bytes.split_first() else {
-        return Err(ApiError::InvalidCursor(
-            "it is not a cursor this server issued".to_string(),
-        ));
+    let (order, rest) = match bytes.split_first() {
+        Some((&CURSOR_VERSION, rest)) => (Order::ByKey, rest),
+        Some((&WALK_CURSOR_VERSION, rest)) => (Order::Walk, rest),
+        _ => {
+            return Err(ApiError::InvalidCursor(
+                "it is not a cursor this server issued".to_string(),
+            ));
+        }
     };
     let (revision, rest) = rest
         .split_first_chunk::<8>()
@@ -78,6 +107,7 @@ pub fn decode(cursor: &Cursor, hash: [u8; HASH_LEN]) -> Result<Position, ApiErro
     Ok(Position {
         revision: Revision::new(u64::from_be_bytes(*revision)),
         after,
+        order,
     })
 }
 
@@ -101,6 +131,10 @@ mod tests {
         let p = decode(&c, ha).unwrap();
         assert_eq!(p.revision, Revision::new(9));
         assert_eq!(p.after, "doc:1#viewer@user:x");
+        assert_eq!(p.order, Order::ByKey);
+        let w = decode(&encode_walk(Revision::new(9), ha, "d7"), ha).unwrap();
+        assert_eq!((w.revision, w.after.as_str(), w.order), (Revision::new(9), "d7", Order::Walk));
+        assert!(decode(&encode_walk(Revision::new(9), ha, "d7"), parameter_hash("m", &b)).is_err());
         assert!(decode(&c, parameter_hash("m", &b)).is_err());
         assert!(decode(&c, parameter_hash("other", &a)).is_err());
         for garbage in ["", "%%%", "AQ==", "AgAAAA=="] {

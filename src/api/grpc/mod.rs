@@ -1,10 +1,14 @@
-//! The `authzed.api.v1` services over tonic: proto ⇄ model conversion (`convert`), ZedTokens and
+//! The `authzed.api.v1` and `arbor.v1` services over tonic: proto ⇄ model conversion (`convert`), ZedTokens and
 //! revision choice (`consistency`), result cursors (`cursor`), and one module per service
-//! (`permissions`, `schema`, `watch`), which share one `Shared` state.
+//! (`permissions`, `schema`, `watch`; Arbor's own `organizations` and `audit`), which share
+//! one `Shared` state; `guard` decides what a caller may reach and audits its changes.
 
+mod audit;
 pub mod consistency;
 pub mod convert;
 pub mod cursor;
+mod guard;
+mod organizations;
 mod permissions;
 pub mod proto;
 mod schema;
@@ -16,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use futures::Stream;
 
+pub use audit::{AnchorSource, AuditApi};
+pub use organizations::OrganizationApi;
 pub use permissions::PermissionsApi;
 pub use schema::SchemaApi;
 pub use watch::WatchApi;
@@ -65,6 +71,7 @@ pub struct Shared {
     dispatch: Arc<dyn Dispatch>,
     config: ApiConfig,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    audit_anchor: Option<AnchorSource>,
 }
 
 /// A server-streaming response.
@@ -78,11 +85,23 @@ impl Shared {
         config: ApiConfig,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Arc<Self> {
+        Self::with_anchor(datastore, dispatch, config, shutdown, None)
+    }
+
+    /// `new`, with the anchor VerifyAudit checks the chain against.
+    pub fn with_anchor(
+        datastore: Arc<dyn Datastore>,
+        dispatch: Arc<dyn Dispatch>,
+        config: ApiConfig,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+        audit_anchor: Option<AnchorSource>,
+    ) -> Arc<Self> {
         Arc::new(Shared {
             datastore,
             dispatch,
             config,
             shutdown,
+            audit_anchor,
         })
     }
 

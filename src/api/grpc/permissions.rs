@@ -11,10 +11,13 @@ use tonic::{Request, Response, Status, Streaming};
 use super::consistency::{encode_zedtoken, pick_revision};
 use super::convert::{self, relationship_key_text};
 use super::cursor;
+use super::guard::{Guard, ScopeFilter, append_relationship_audit};
 use super::proto::authzed::api::v1 as pb;
 use super::{ResponseStream, Shared, stream_blocking};
 use crate::api::status::ApiError;
 use crate::eval::{self, CaveatExpr, EvalContext, ExpandMode, Permissionship};
+use crate::identity::Source;
+use crate::identity::scope::UpdateKind;
 use crate::model::{ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef, Timestamp};
 use crate::schema::{AllowedKind, Schema};
 use crate::store::{Precondition, StoreError, Transaction, check_preconditions};
@@ -156,6 +159,31 @@ fn convert_preconditions(
         .collect()
 }
 
+/// A delegated caller's preconditions must each name one resource inside its scope, so they
+/// cannot probe relationships outside it.
+async fn require_preconditions_in_scope(
+    guard: &Guard,
+    ctx: &EvalContext,
+    preconditions: &[(Precondition, pb::Precondition)],
+) -> Result<(), ApiError> {
+    for (p, _) in preconditions {
+        let resource = match (&p.filter.resource_type, &p.filter.resource_id) {
+            (Some(t), Some(id)) => ObjectRef::new(t, id).ok(),
+            _ => None,
+        };
+        match resource {
+            Some(r) => guard.require_resource(ctx, &r).await?,
+            None => {
+                return Err(ApiError::PermissionDenied(format!(
+                    "`{}` is scoped to an organization: each precondition must name one resource (type and id) in its scope",
+                    guard.caller().log_id()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The relationship a CREATE found, from the store's refusal.
 fn already_exists(e: StoreError) -> ApiError {
     match e {
@@ -226,6 +254,7 @@ impl PermissionsApi {
         hash: [u8; 8],
         batch: usize,
         limit: Option<usize>,
+        mut scope: Option<ScopeFilter>,
         respond: impl Fn(Vec<Relationship>, pb::Cursor) -> T + Send + 'static,
     ) -> Result<ResponseStream<T>, ApiError> {
         let snapshot = self.shared.datastore.snapshot(revision)?;
@@ -247,6 +276,15 @@ impl PermissionsApi {
                 }
                 match item {
                     Ok(rel) if rel.is_expired_at(now) => {}
+                    Ok(rel)
+                        if match scope.as_mut().map(|f| f.keep(&rel)) {
+                            None | Some(Ok(true)) => false,
+                            Some(Ok(false)) => true,
+                            Some(Err(e)) => {
+                                let _ = tx.blocking_send(Err(e.into_status()));
+                                return;
+                            }
+                        } => {}
                     Ok(rel) => {
                         page.push(rel);
                         sent += 1;
@@ -262,6 +300,38 @@ impl PermissionsApi {
             }
             flush(&mut page);
         }))
+    }
+
+    /// The filter that hides what a delegated caller may not see in a read at `revision`.
+    fn scope_filter(
+        &self,
+        guard: &Guard,
+        revision: Revision,
+        resource_type: Option<&str>,
+    ) -> Result<Option<ScopeFilter>, ApiError> {
+        if guard.scope().is_none() {
+            return Ok(None);
+        }
+        let deadline = std::time::Instant::now() + self.shared.config.max_request_duration;
+        let ctx = self.shared.eval_context(
+            revision,
+            resource_type.unwrap_or_default(),
+            crate::model::ContextMap::new(),
+            deadline,
+        )?;
+        ScopeFilter::new(guard, ctx)
+    }
+
+    /// An evaluation context at the head revision, for deciding a delegated caller's writes.
+    fn head_context(&self, resource_type: &str) -> Result<EvalContext, ApiError> {
+        let head = self.shared.datastore.head_revision()?;
+        let deadline = std::time::Instant::now() + self.shared.config.max_request_duration;
+        self.shared.eval_context(
+            head,
+            resource_type,
+            crate::model::ContextMap::new(),
+            deadline,
+        )
     }
 
     async fn check_one(
@@ -298,6 +368,7 @@ impl PermissionsService for PermissionsApi {
         &self,
         request: Request<pb::ReadRelationshipsRequest>,
     ) -> Result<Response<ResponseStream<pb::ReadRelationshipsResponse>>, Status> {
+        let guard = Guard::of(&request)?;
         let req = request.into_inner();
         Self::check_limit(req.optional_limit, self.shared.config.max_read_limit)?;
         let filter = convert::filter("relationship_filter", req.relationship_filter.as_ref())?;
@@ -313,6 +384,7 @@ impl PermissionsService for PermissionsApi {
         let after = resume_after(after)?;
         let limit = (req.optional_limit > 0).then_some(req.optional_limit as usize);
         let token = encode_zedtoken(revision);
+        let scope = self.scope_filter(&guard, revision, filter.resource_type.as_deref())?;
         let stream = self.stream_relationships(
             revision,
             filter,
@@ -320,6 +392,7 @@ impl PermissionsService for PermissionsApi {
             hash,
             1,
             limit,
+            scope,
             move |mut rels, c| pb::ReadRelationshipsResponse {
                 read_at: Some(token.clone()),
                 relationship: rels.pop().as_ref().map(convert::relationship_to_proto),
@@ -333,6 +406,7 @@ impl PermissionsService for PermissionsApi {
         &self,
         request: Request<pb::WriteRelationshipsRequest>,
     ) -> Result<Response<pb::WriteRelationshipsResponse>, Status> {
+        let guard = Guard::of(&request)?;
         let req = request.into_inner();
         let config = &self.shared.config;
         if req.updates.len() > config.max_updates_per_write {
@@ -392,6 +466,27 @@ impl PermissionsService for PermissionsApi {
             updates.push((op, rel));
         }
         let preconditions = convert_preconditions(&req.optional_preconditions)?;
+        if guard.scope().is_some() {
+            let first_type = updates
+                .first()
+                .map(|(_, r)| r.resource().object_type().to_string())
+                .unwrap_or_default();
+            let ctx = self.head_context(&first_type)?;
+            let asked: Vec<(UpdateKind, Relationship)> = updates
+                .iter()
+                .map(|(op, rel)| {
+                    let kind = if *op == UpdateOp::Delete {
+                        UpdateKind::Delete
+                    } else {
+                        UpdateKind::Write
+                    };
+                    (kind, rel.clone())
+                })
+                .collect();
+            guard.require_updates(&ctx, &asked).await?;
+            require_preconditions_in_scope(&guard, &ctx, &preconditions).await?;
+        }
+        let actor = guard.actor(Source::Api, None);
         let revision = self
             .shared
             .write(move |txn| {
@@ -413,6 +508,17 @@ impl PermissionsService for PermissionsApi {
                         UpdateOp::Delete => txn.delete(rel)?,
                     }
                 }
+                let changes: Vec<(bool, Relationship)> = updates
+                    .iter()
+                    .map(|(op, rel)| (*op != UpdateOp::Delete, rel.clone()))
+                    .collect();
+                append_relationship_audit(
+                    txn,
+                    &actor,
+                    "relationships.write",
+                    &changes,
+                    Vec::new(),
+                )?;
                 Ok(())
             })
             .await?;
@@ -425,6 +531,7 @@ impl PermissionsService for PermissionsApi {
         &self,
         request: Request<pb::DeleteRelationshipsRequest>,
     ) -> Result<Response<pb::DeleteRelationshipsResponse>, Status> {
+        let guard = Guard::of(&request)?;
         let req = request.into_inner();
         let config = &self.shared.config;
         if req.optional_preconditions.len() > config.max_preconditions {
@@ -440,6 +547,19 @@ impl PermissionsService for PermissionsApi {
         let preconditions = convert_preconditions(&req.optional_preconditions)?;
         let limit = req.optional_limit;
         let allow_partial = req.optional_allow_partial_deletions;
+        if guard.scope().is_some() {
+            // Every relationship the filter matches now must be inside the caller's scope.
+            let ctx = self.head_context(filter.resource_type.as_deref().unwrap_or_default())?;
+            require_preconditions_in_scope(&guard, &ctx, &preconditions).await?;
+            let mut checked: HashSet<ObjectRef> = HashSet::new();
+            for rel in ctx.snapshot().read(&filter, None) {
+                let rel = rel.map_err(ApiError::from)?;
+                if checked.insert(rel.resource().clone()) {
+                    guard.require_resource(&ctx, rel.resource()).await?;
+                }
+            }
+        }
+        let actor = guard.actor(Source::Api, None);
         let outcome = Arc::new(std::sync::Mutex::new(crate::store::DeleteOutcome::default()));
         let seen = Arc::clone(&outcome);
         let revision = self
@@ -457,8 +577,21 @@ impl PermissionsService for PermissionsApi {
                         metadata: convert::delete_filter_metadata(limit, &wire_filter),
                     });
                 }
+                let mut doomed = txn.read(&filter)?;
+                if limit > 0 {
+                    doomed.truncate(limit as usize);
+                }
                 let done =
                     txn.delete_by_filter(&filter, (limit > 0).then_some(u64::from(limit)))?;
+                let changes: Vec<(bool, Relationship)> =
+                    doomed.into_iter().map(|rel| (false, rel)).collect();
+                append_relationship_audit(
+                    txn,
+                    &actor,
+                    "relationships.delete",
+                    &changes,
+                    vec![("deleted".to_string(), done.deleted.to_string())],
+                )?;
                 if let Ok(mut slot) = seen.lock() {
                     *slot = done;
                 }
@@ -483,6 +616,7 @@ impl PermissionsService for PermissionsApi {
         request: Request<pb::CheckPermissionRequest>,
     ) -> Result<Response<pb::CheckPermissionResponse>, Status> {
         let deadline = self.shared.deadline(request.metadata());
+        let guard = Guard::of(&request)?;
         let req = request.into_inner();
         let resource = convert::object_ref("resource", req.resource.as_ref())?;
         convert::relation_name("permission", &req.permission)?;
@@ -494,6 +628,7 @@ impl PermissionsService for PermissionsApi {
         let ctx = self
             .shared
             .eval_context(revision, resource.object_type(), context, deadline)?;
+        guard.require_resource(&ctx, &resource).await?;
         let (permissionship, info, expires) = self
             .check_one(&ctx, &resource, &req.permission, &subject)
             .await?;
@@ -520,48 +655,14 @@ impl PermissionsService for PermissionsApi {
             }
             .into());
         }
-        let mut items = Vec::with_capacity(req.items.len());
-        for (i, item) in req.items.iter().enumerate() {
-            let field = format!("items[{i}]");
-            let resource =
-                convert::object_ref(&format!("{field}.resource"), item.resource.as_ref())?;
-            convert::relation_name(&format!("{field}.permission"), &item.permission)?;
-            let subject = convert::subject_ref(&format!("{field}.subject"), item.subject.as_ref())?;
-            let context = self
-                .shared
-                .caveat_context(&format!("{field}.context"), item.context.as_ref())?;
-            items.push(CheckItem {
-                resource,
-                permission: item.permission.clone(),
-                subject,
-                context,
-            });
-        }
+        let items = req
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| bulk_item(&self.shared, i, item))
+            .collect::<Result<Vec<_>, _>>()?;
         let revision = self.revision(req.consistency.as_ref())?;
-        let this = self.clone();
-        let results: Vec<Result<pb::CheckBulkPermissionsResponseItem, ApiError>> =
-            futures::stream::iter(items.into_iter().map(|item| {
-                let this = this.clone();
-                async move {
-                    let ctx = this.shared.eval_context(
-                        revision,
-                        item.resource.object_type(),
-                        item.context,
-                        deadline,
-                    )?;
-                    let (p, info, _) = this
-                        .check_one(&ctx, &item.resource, &item.permission, &item.subject)
-                        .await?;
-                    Ok(pb::CheckBulkPermissionsResponseItem {
-                        permissionship: p as i32,
-                        partial_caveat_info: info,
-                        debug_trace: None,
-                    })
-                }
-            }))
-            .buffered(config.bulk_check_concurrency.max(1))
-            .collect()
-            .await;
+        let results = check_bulk_items(&self.shared, revision, &items, deadline).await;
         let pairs = req
             .items
             .into_iter()
@@ -588,6 +689,7 @@ impl PermissionsService for PermissionsApi {
         request: Request<pb::ExpandPermissionTreeRequest>,
     ) -> Result<Response<pb::ExpandPermissionTreeResponse>, Status> {
         let deadline = self.shared.deadline(request.metadata());
+        let guard = Guard::of(&request)?;
         let req = request.into_inner();
         let resource = convert::object_ref("resource", req.resource.as_ref())?;
         convert::relation_name("permission", &req.permission)?;
@@ -598,6 +700,7 @@ impl PermissionsService for PermissionsApi {
             crate::model::ContextMap::new(),
             deadline,
         )?;
+        guard.require_resource(&ctx, &resource).await?;
         let tree = eval::expand(&ctx, &resource, &req.permission, ExpandMode::Shallow)
             .await
             .map_err(ApiError::from)?;
@@ -629,41 +732,30 @@ impl PermissionsService for PermissionsApi {
                 ..req.clone()
             },
         );
-        let (revision, after) =
-            self.paged_revision(req.consistency.as_ref(), req.optional_cursor.as_ref(), hash)?;
+        let (revision, resume) = lookup_position(&self.shared, &req, hash)?;
         let ctx =
             self.shared
                 .eval_context(revision, &req.resource_object_type, context, deadline)?;
-        let found =
-            eval::lookup_resources(&ctx, &req.resource_object_type, &req.permission, &subject)
-                .await
-                .map_err(ApiError::from)?;
-        let token = encode_zedtoken(revision);
+        // Refusals are the call's status, not an error inside its stream.
+        ctx.validate_relation(&req.resource_object_type, &req.permission)
+            .and_then(|()| ctx.validate_subject_type(&subject))
+            .map_err(ApiError::from)?;
         let limit = if req.optional_limit == 0 {
             usize::MAX
         } else {
             req.optional_limit as usize
         };
-        let responses: Vec<Result<pb::LookupResourcesResponse, Status>> = found
-            .into_iter()
-            .filter(|r| after.as_deref().is_none_or(|a| r.resource_id.as_str() > a))
-            .take(limit)
-            .map(|r| {
-                let caveat = match &r.permissionship {
-                    Permissionship::Conditional(expr) => Some(expr),
-                    _ => None,
-                };
-                let (p, info) = lookup_permissionship(&ctx, caveat);
-                Ok(pb::LookupResourcesResponse {
-                    looked_up_at: Some(token.clone()),
-                    after_result_cursor: Some(cursor::encode(revision, hash, &r.resource_id)),
-                    resource_object_id: r.resource_id,
-                    permissionship: p as i32,
-                    partial_caveat_info: info,
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(responses))))
+        let lookup = StreamedLookup {
+            ctx,
+            resource_type: req.resource_object_type,
+            permission: req.permission,
+            subject,
+            resume,
+            limit,
+            revision,
+            hash,
+        };
+        Ok(Response::new(lookup.stream()))
     }
 
     async fn lookup_subjects(
@@ -671,6 +763,7 @@ impl PermissionsService for PermissionsApi {
         request: Request<pb::LookupSubjectsRequest>,
     ) -> Result<Response<ResponseStream<pb::LookupSubjectsResponse>>, Status> {
         let deadline = self.shared.deadline(request.metadata());
+        let guard = Guard::of(&request)?;
         let req = request.into_inner();
         if req.optional_concrete_limit != 0 {
             return Err(
@@ -692,6 +785,7 @@ impl PermissionsService for PermissionsApi {
         let ctx = self
             .shared
             .eval_context(revision, resource.object_type(), context, deadline)?;
+        guard.require_resource(&ctx, &resource).await?;
         let found = eval::lookup_subjects(
             &ctx,
             &resource,
@@ -742,6 +836,9 @@ impl PermissionsService for PermissionsApi {
     ) -> Result<Response<pb::ImportBulkRelationshipsResponse>, Status> {
         /// Batches of relationships buffered between the network and the store.
         const IMPORT_BUFFER: usize = 8;
+        let guard = Guard::of(&request)?;
+        guard.require_platform("ImportBulkRelationships")?;
+        let actor = guard.actor(Source::Api, None);
         let mut incoming = request.into_inner();
         let head = self
             .shared
@@ -780,7 +877,25 @@ impl PermissionsService for PermissionsApi {
                         }
                     }
                 });
-                datastore.bulk_import(&mut source)
+                datastore.bulk_import_with(&mut source, &mut |summary, records| {
+                    let draft = crate::identity::audit::AuditDraft {
+                        actor: Some(actor.clone()),
+                        action: "relationships.import".to_string(),
+                        details: vec![
+                            ("loaded".to_string(), summary.loaded.to_string()),
+                            ("digest_sha256".to_string(), hex(&summary.digest)),
+                        ],
+                        ..Default::default()
+                    };
+                    crate::identity::audit::append(
+                        records,
+                        summary.revision,
+                        Timestamp::now(),
+                        draft,
+                    )
+                    .map(|_| ())
+                    .map_err(|e| StoreError::Internal(format!("audit entry of the import: {e}")))
+                })
             };
             match (result, failure) {
                 (_, Some(e)) => Err(e),
@@ -841,6 +956,7 @@ impl PermissionsService for PermissionsApi {
         &self,
         request: Request<pb::ExportBulkRelationshipsRequest>,
     ) -> Result<Response<ResponseStream<pb::ExportBulkRelationshipsResponse>>, Status> {
+        let guard = Guard::of(&request)?;
         let req = request.into_inner();
         let max = self.shared.config.max_export_batch;
         Self::check_limit(req.optional_limit, max)?;
@@ -863,6 +979,7 @@ impl PermissionsService for PermissionsApi {
         let (revision, after) =
             self.paged_revision(req.consistency.as_ref(), req.optional_cursor.as_ref(), hash)?;
         let after = resume_after(after)?;
+        let scope = self.scope_filter(&guard, revision, filter.resource_type.as_deref())?;
         let stream = self.stream_relationships(
             revision,
             filter,
@@ -870,6 +987,7 @@ impl PermissionsService for PermissionsApi {
             hash,
             batch as usize,
             None,
+            scope,
             |rels, c| pb::ExportBulkRelationshipsResponse {
                 after_result_cursor: Some(c),
                 relationships: rels.iter().map(convert::relationship_to_proto).collect(),
@@ -888,4 +1006,273 @@ fn resume_after(after: Option<String>) -> Result<Option<Relationship>, ApiError>
             })
         })
         .transpose()
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Field names of a bulk check item's parts, for errors.
+struct ItemFields<'a> {
+    resource: &'a str,
+    permission: &'a str,
+    subject: &'a str,
+    context: &'a str,
+}
+
+/// Item `i` of a CheckBulkPermissions, validated. Field names are only spelled out (with the
+/// item's index) when the item is refused, so a valid item costs no formatting.
+fn bulk_item(
+    shared: &Shared,
+    i: usize,
+    item: &pb::CheckBulkPermissionsRequestItem,
+) -> Result<CheckItem, ApiError> {
+    let unnamed = ItemFields {
+        resource: "items[].resource",
+        permission: "items[].permission",
+        subject: "items[].subject",
+        context: "items[].context",
+    };
+    parse_bulk_item(shared, &unnamed, item).map_err(|_| {
+        let field = format!("items[{i}]");
+        let (resource, permission, subject, context) = (
+            format!("{field}.resource"),
+            format!("{field}.permission"),
+            format!("{field}.subject"),
+            format!("{field}.context"),
+        );
+        let named = ItemFields {
+            resource: &resource,
+            permission: &permission,
+            subject: &subject,
+            context: &context,
+        };
+        match parse_bulk_item(shared, &named, item) {
+            Err(e) => e,
+            Ok(_) => ApiError::Internal(format!("bulk check item {i} was refused once only")),
+        }
+    })
+}
+
+fn parse_bulk_item(
+    shared: &Shared,
+    fields: &ItemFields<'_>,
+    item: &pb::CheckBulkPermissionsRequestItem,
+) -> Result<CheckItem, ApiError> {
+    let resource = convert::object_ref(fields.resource, item.resource.as_ref())?;
+    convert::relation_name(fields.permission, &item.permission)?;
+    let subject = convert::subject_ref(fields.subject, item.subject.as_ref())?;
+    let context = shared.caveat_context(fields.context, item.context.as_ref())?;
+    Ok(CheckItem {
+        resource,
+        permission: item.permission.clone(),
+        subject,
+        context,
+    })
+}
+
+/// The answers of a bulk check, in request order: one context (one snapshot) for the whole
+/// request, and the items evaluated together by `eval::check_bulk`, which checks the items
+/// that share a subject, type and permission in one pass. If the context cannot be opened,
+/// every item carries the error it would have had alone.
+async fn check_bulk_items(
+    shared: &Shared,
+    revision: Revision,
+    items: &[CheckItem],
+    deadline: std::time::Instant,
+) -> Vec<Result<pb::CheckBulkPermissionsResponseItem, ApiError>> {
+    let Some(first) = items.first() else {
+        return Vec::new();
+    };
+    let ctx = match shared.eval_context(
+        revision,
+        first.resource.object_type(),
+        crate::model::ContextMap::new(),
+        deadline,
+    ) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            return items
+                .iter()
+                .map(|item| {
+                    Err(match &e {
+                        ApiError::UnknownDefinition(_) => {
+                            ApiError::UnknownDefinition(item.resource.object_type().to_string())
+                        }
+                        other => other.clone(),
+                    })
+                })
+                .collect();
+        }
+    };
+    let checks: Vec<eval::BulkCheck<'_>> = items
+        .iter()
+        .map(|item| eval::BulkCheck {
+            resource: &item.resource,
+            permission: &item.permission,
+            subject: &item.subject,
+            context: (!item.context.is_empty()).then_some(&item.context),
+        })
+        .collect();
+    let answers = eval::check_bulk(&ctx, &checks).await;
+    answers
+        .into_iter()
+        .zip(items)
+        .map(|(answer, item)| {
+            let result = answer.map_err(ApiError::from)?;
+            let (p, info) = match &result.permissionship {
+                Permissionship::Conditional(_) if !item.context.is_empty() => {
+                    let own = ctx.clone().with_caveat_context(item.context.clone());
+                    wire_permissionship(&own, &result.permissionship)
+                }
+                p => wire_permissionship(&ctx, p),
+            };
+            Ok(pb::CheckBulkPermissionsResponseItem {
+                permissionship: p as i32,
+                partial_caveat_info: info,
+                debug_trace: None,
+            })
+        })
+        .collect()
+}
+
+/// Where a LookupResources resumes: the order of its results (by id for a paged call, as the
+/// walk finds them for an unlimited one, so that its first results come early; a cursor keeps
+/// the order of the call that issued it) and the last result already delivered.
+struct LookupResume {
+    order: cursor::Order,
+    after: Option<String>,
+}
+
+/// The revision and resume position of a LookupResources.
+fn lookup_position(
+    shared: &Shared,
+    req: &pb::LookupResourcesRequest,
+    hash: [u8; 8],
+) -> Result<(Revision, LookupResume), ApiError> {
+    match &req.optional_cursor {
+        Some(c) => {
+            let position = cursor::decode(c, hash)?;
+            shared.datastore.check_revision(position.revision)?;
+            Ok((
+                position.revision,
+                LookupResume {
+                    order: position.order,
+                    after: Some(position.after),
+                },
+            ))
+        }
+        None => {
+            let revision = pick_revision(
+                shared.datastore.as_ref(),
+                req.consistency.as_ref(),
+                shared.config.revision_quantization,
+            )?;
+            let order = if req.optional_limit == 0 {
+                cursor::Order::Walk
+            } else {
+                cursor::Order::ByKey
+            };
+            Ok((revision, LookupResume { order, after: None }))
+        }
+    }
+}
+
+/// A validated LookupResources, ready to stream.
+struct StreamedLookup {
+    ctx: EvalContext,
+    resource_type: String,
+    permission: String,
+    subject: SubjectRef,
+    resume: LookupResume,
+    limit: usize,
+    revision: Revision,
+    hash: [u8; 8],
+}
+
+impl StreamedLookup {
+    /// Most results in one message of the channel between the walk and the response.
+    const BATCH: usize = 256;
+    /// Messages buffered between the walk and the response.
+    const BUFFER: usize = 16;
+    /// Longest a found result waits for its batch to fill before it is sent anyway.
+    const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
+    /// Runs the lookup on a blocking thread (it reads the store synchronously) and streams its
+    /// results as they are confirmed: the first alone, at once, then in batches. A client that
+    /// goes away stops the walk; an error ends the stream.
+    fn stream(self) -> ResponseStream<pb::LookupResourcesResponse> {
+        type Batch = Vec<Result<pb::LookupResourcesResponse, Status>>;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(Self::BUFFER);
+        tokio::task::spawn_blocking(move || {
+            let StreamedLookup {
+                ctx,
+                resource_type,
+                permission,
+                subject,
+                resume,
+                limit,
+                revision,
+                hash,
+            } = self;
+            let token = encode_zedtoken(revision);
+            let order = match resume.order {
+                cursor::Order::Walk => eval::LookupOrder::Walk {
+                    after: resume.after.as_deref(),
+                },
+                cursor::Order::ByKey => eval::LookupOrder::ById {
+                    after: resume.after.as_deref(),
+                },
+            };
+            let mut batch: Batch = Vec::new();
+            let mut sent = 0usize;
+            let mut flushed_at: Option<std::time::Instant> = None;
+            let mut open = true;
+            let emit = |r: eval::LookupResult| {
+                let caveat = match &r.permissionship {
+                    Permissionship::Conditional(expr) => Some(expr),
+                    _ => None,
+                };
+                let (p, info) = lookup_permissionship(&ctx, caveat);
+                let after_result_cursor = match resume.order {
+                    cursor::Order::Walk => cursor::encode_walk(revision, hash, &r.resource_id),
+                    cursor::Order::ByKey => cursor::encode(revision, hash, &r.resource_id),
+                };
+                batch.push(Ok(pb::LookupResourcesResponse {
+                    looked_up_at: Some(token.clone()),
+                    after_result_cursor: Some(after_result_cursor),
+                    resource_object_id: r.resource_id,
+                    permissionship: p as i32,
+                    partial_caveat_info: info,
+                }));
+                sent += 1;
+                let due = flushed_at.is_none_or(|t| t.elapsed() >= Self::LINGER);
+                if batch.len() >= Self::BATCH || due {
+                    open = tx.blocking_send(std::mem::take(&mut batch)).is_ok();
+                    flushed_at = Some(std::time::Instant::now());
+                }
+                open && sent < limit
+            };
+            // Evaluation needs no runtime services (timers, I/O), so this thread drives it
+            // itself, and may block on the channel when the client is slower than the walk.
+            let result = futures::executor::block_on(eval::lookup_resources_with(
+                &ctx,
+                &resource_type,
+                &permission,
+                &subject,
+                order,
+                emit,
+            ));
+            if let Err(e) = result {
+                batch.push(Err(ApiError::from(e).into_status()));
+            }
+            if open && !batch.is_empty() {
+                let _ = tx.blocking_send(batch);
+            }
+        });
+        Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx).flat_map(futures::stream::iter),
+        )
+    }
 }

@@ -7,8 +7,12 @@ use tonic::{Request, Response, Status};
 
 use super::Shared;
 use super::consistency::encode_zedtoken;
+use super::guard::{Guard, append};
 use super::proto::authzed::api::v1 as pb;
 use crate::api::status::ApiError;
+use crate::identity::Source;
+use crate::identity::audit::AuditDraft;
+use crate::identity::prelude;
 use crate::schema::{self, SchemaErrors};
 use crate::store::check_schema_change;
 
@@ -73,6 +77,17 @@ pub fn schema_error(errors: &SchemaErrors) -> ApiError {
     }
 }
 
+impl SchemaApi {
+    /// Whether organizations were created through the directory (then the schema must keep
+    /// the prelude; before that, any SpiceDB schema is accepted, even one with its own
+    /// `organization` type).
+    fn organizations_exist(&self) -> Result<bool, ApiError> {
+        Ok(crate::identity::directory::organizations_exist(
+            self.shared.datastore.as_ref(),
+        )?)
+    }
+}
+
 #[tonic::async_trait]
 impl SchemaService for SchemaApi {
     async fn read_schema(
@@ -96,6 +111,8 @@ impl SchemaService for SchemaApi {
         &self,
         request: Request<pb::WriteSchemaRequest>,
     ) -> Result<Response<pb::WriteSchemaResponse>, Status> {
+        let guard = Guard::of(&request)?;
+        guard.require_platform("WriteSchema")?;
         let text = request.into_inner().schema;
         if text.len() > MAX_SCHEMA_BYTES {
             return Err(ApiError::field(
@@ -106,12 +123,45 @@ impl SchemaService for SchemaApi {
             .into());
         }
         let compiled = Arc::new(schema::compile(&text).map_err(|e| schema_error(&e))?);
+        if self.organizations_exist()? {
+            let problems = prelude::violations(&compiled).await;
+            if !problems.is_empty() {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "the schema must keep Arbor's organization prelude while organizations exist: {}",
+                    problems.join("; ")
+                ))
+                .into());
+            }
+        }
+        let actor = guard.actor(Source::Api, None);
+        let digest = {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(text.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
         let revision = self
             .shared
             .write(move |txn| {
                 let old = txn.schema();
                 check_schema_change(txn, old.as_deref(), &compiled)?;
                 txn.write_schema(Arc::clone(&compiled))?;
+                append(
+                    txn,
+                    AuditDraft {
+                        actor: Some(actor.clone()),
+                        action: "schema.write".to_string(),
+                        details: vec![
+                            ("schema_sha256".to_string(), digest.clone()),
+                            (
+                                "definitions".to_string(),
+                                compiled.definitions().count().to_string(),
+                            ),
+                        ],
+                        ..AuditDraft::default()
+                    },
+                )?;
                 Ok(())
             })
             .await?;

@@ -133,6 +133,7 @@ impl WatchService for WatchApi {
     ) -> Result<Response<ResponseStream<pb::WatchResponse>>, Status> {
         /// Watch responses buffered for a slow client before the producer waits.
         const WATCH_BUFFER: usize = 32;
+        super::guard::Guard::of(&request)?.require_platform("Watch")?;
         let req = request.into_inner();
         let selection = selection(&req)?;
         let datastore = Arc::clone(&self.shared.datastore);

@@ -8,6 +8,10 @@
 //! flush atomically (`set_atomic_flush`), so whatever part of an import reaches the disk before
 //! a crash has its chunks with it. The commit flushes the memtables first, then writes the
 //! commit record with a synced WAL: acknowledged means on disk.
+//!
+//! `bulk_import_with` also keeps the digest of what it loads while it streams, and calls its
+//! `finish` step after the last batch, still holding the writer lock: the records `finish`
+//! writes go into the commit batch, and an error from it rolls the import back like any other.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
@@ -17,9 +21,15 @@ use rocksdb::{WriteBatch, WriteOptions};
 
 use crate::model::{Relationship, Revision, Timestamp};
 
-use super::super::{BulkImportOutcome, StoreError};
+use super::super::records::ImportDigest;
+use super::super::{BulkImportOutcome, ImportSummary, Records, StoreError};
 use super::read::{self, KeyRange};
+use super::records::PendingRecords;
 use super::{Shared, codec, keys, rocks_err};
+
+/// The step `bulk_import_with` runs before the import commits.
+pub(super) type Finish<'f> =
+    &'f mut dyn FnMut(&ImportSummary, &mut dyn Records) -> Result<(), StoreError>;
 
 /// Relationships per write batch: large enough that per-batch costs vanish, small enough
 /// that a batch (two versions and a changelog entry each, ~150 bytes) stays a few MiB.
@@ -31,10 +41,12 @@ const WRITE_QUEUE: usize = 2;
 /// Version deletions per batch when rolling an import back.
 const ROLLBACK_BATCH: usize = 50_000;
 
-/// Loads `relationships` at the next revision (see `Datastore::bulk_import`).
+/// Loads `relationships` at the next revision (see `Datastore::bulk_import`); with `finish`,
+/// computes the digest and runs `finish` before committing (see `Datastore::bulk_import_with`).
 pub(super) fn bulk_import(
     shared: &Shared,
     relationships: &mut dyn Iterator<Item = Result<Relationship, StoreError>>,
+    finish: Option<Finish<'_>>,
 ) -> Result<BulkImportOutcome, StoreError> {
     let _writer = shared.lock_writer()?;
     let base = shared.state()?.head;
@@ -42,42 +54,56 @@ pub(super) fn bulk_import(
         .next()
         .ok_or_else(|| StoreError::Internal("revision counter exhausted".to_string()))?;
     let started = std::time::Instant::now();
-    let loaded = match stream(shared, base, revision, relationships) {
+    let mut digest = finish.is_some().then(ImportDigest::new);
+    let loaded = match stream(shared, base, revision, relationships, digest.as_mut()) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            if let Err(rollback_err) = rollback(shared, revision) {
-                // What the import wrote is still there (invisible); the next open removes it.
-                shared
-                    .broken
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                tracing::error!(error = %rollback_err, "rolling back a failed import failed");
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(abort(shared, revision, e)),
     };
+    let mut records = PendingRecords::new(shared);
+    if let (Some(finish), Some(digest)) = (finish, digest) {
+        let summary = ImportSummary {
+            loaded,
+            revision,
+            digest: digest.finish(),
+        };
+        if let Err(e) = finish(&summary, &mut records) {
+            return Err(abort(shared, revision, e));
+        }
+    }
     // The versions were written without the WAL: make them durable before the commit is.
     if let Err(e) = shared.flush_all() {
-        if let Err(rollback_err) = rollback(shared, revision) {
-            shared
-                .broken
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            tracing::error!(error = %rollback_err, "rolling back an unflushed import failed");
-        }
-        return Err(e);
+        return Err(abort(shared, revision, e));
     }
     let timestamp = shared.state()?.clock.stamp(Timestamp::now());
     let mut batch = WriteBatch::default();
-    shared.add_commit(
-        &mut batch,
-        revision,
-        timestamp,
-        &codec::finish_changes(0, &[]),
-        None,
-    )?;
+    let built = shared
+        .add_commit(
+            &mut batch,
+            revision,
+            timestamp,
+            &codec::finish_changes(0, &[]),
+            None,
+        )
+        .and_then(|()| records.add_to(&mut batch));
+    if let Err(e) = built {
+        return Err(abort(shared, revision, e));
+    }
     shared.commit(batch)?;
     shared.publish(revision, timestamp, None)?;
     tracing::info!(%revision, loaded, elapsed = ?started.elapsed(), "bulk import committed");
     Ok(BulkImportOutcome { loaded, revision })
+}
+
+/// Rolls back the failed import at `revision` and returns the error that failed it.
+fn abort(shared: &Shared, revision: Revision, error: StoreError) -> StoreError {
+    if let Err(rollback_err) = rollback(shared, revision) {
+        // What the import wrote is still there (invisible); the next open removes it.
+        shared
+            .broken
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::error!(error = %rollback_err, "rolling back a failed import failed");
+    }
+    error
 }
 
 /// Whether the forward index holds no key at all (then no existing relationship can clash).
@@ -135,12 +161,13 @@ fn writer_stopped() -> StoreError {
 
 /// Writes every relationship at `revision` in batches; returns how many. The calling thread
 /// pulls and encodes while a second thread writes the batches, so parsing, encoding and
-/// RocksDB's memtable inserts overlap.
+/// RocksDB's memtable inserts overlap. Adds every relationship written to `digest`, if any.
 pub(super) fn stream(
     shared: &Shared,
     base: Revision,
     revision: Revision,
     relationships: &mut dyn Iterator<Item = Result<Relationship, StoreError>>,
+    digest: Option<&mut ImportDigest>,
 ) -> Result<u64, StoreError> {
     // Existing relationships can only clash if the store holds any.
     let check_existing = !forward_index_empty(shared)?;
@@ -150,7 +177,15 @@ pub(super) fn stream(
             .name("arbor-import-write".to_string())
             .spawn_scoped(scope, move || write_batches(shared, rx))
             .map_err(|e| StoreError::Internal(format!("cannot start the import writer: {e}")))?;
-        let encoded = encode(shared, base, revision, check_existing, relationships, &tx);
+        let encoded = encode(
+            shared,
+            base,
+            revision,
+            check_existing,
+            relationships,
+            digest,
+            &tx,
+        );
         drop(tx);
         let written = writer
             .join()
@@ -183,6 +218,7 @@ fn encode(
     revision: Revision,
     check_existing: bool,
     relationships: &mut dyn Iterator<Item = Result<Relationship, StoreError>>,
+    mut digest: Option<&mut ImportDigest>,
     tx: &SyncSender<ToWriter>,
 ) -> Result<u64, StoreError> {
     let forward = shared.cf(keys::CF_RELATIONSHIPS)?;
@@ -262,6 +298,9 @@ fn encode(
         loaded += 1;
         if in_batch >= BATCH_RELATIONSHIPS {
             flush(&mut batch, &mut body, &mut in_batch)?;
+        }
+        if let Some(digest) = digest.as_deref_mut() {
+            digest.add(&rel);
         }
     }
     flush(&mut batch, &mut body, &mut in_batch)?;

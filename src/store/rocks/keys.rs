@@ -52,7 +52,25 @@
 //!
 //! meta (named keys)
 //!   "format_version" → u32 BE      "head" → u64 BE      "horizon" → u64 BE (last GC)
+//!
+//! records (named families of opaque records; newest value only, not versioned)
+//!   ┌────────────────┬────┬───────────────────┐
+//!   │ family name    │ 00 │ record key        │   family: [A-Za-z0-9_.]{1,32}, never 00;
+//!   │ (ASCII)        │    │ 1..=1024 bytes    │   key: any bytes, 00 included
+//!   └────────────────┴────┴───────────────────┘
+//!   value: the record's bytes, as given (the store never reads them)
 //! ```
+//!
+//! # Records
+//!
+//! A family name holds no `00`, so a record key's family ends at its first `00`: the records
+//! of one family sit together, sorted by record key as byte strings, and no family's keys
+//! interleave with another's (`a` ++ `00` sorts before `a.b` ++ `00`, and nothing starts with
+//! `a` ++ `00` but records of `a`). A scan of the records whose key starts with `p` is the key
+//! range from `family 00 p` to [`prefix_end`] of it; "strictly after record key `k`" starts at
+//! `family 00 k 00`, the next byte string after `family 00 k`. Records are written in place
+//! by the commit batch of their transaction (or of the import whose `finish` wrote them), and
+//! nothing else — garbage collection included — deletes them.
 //!
 //! A bulk import writes its versions and its changelog chunks `1..` at revision `head + 1`
 //! in many batches and commits by writing chunk 0, the commit record and `head` in one
@@ -75,19 +93,31 @@ pub(super) const CF_REVISIONS: &str = "revisions";
 pub(super) const CF_SCHEMAS: &str = "schemas";
 /// Column family of the named metadata keys.
 pub(super) const CF_META: &str = "meta";
+/// Column family of the records (see `store::records`).
+pub(super) const CF_RECORDS: &str = "records";
 
 /// Every column family Arbor opens (RocksDB's `default` is opened too and left empty).
-pub(super) const COLUMN_FAMILIES: [&str; 6] = [
+pub(super) const COLUMN_FAMILIES: [&str; 7] = [
     CF_RELATIONSHIPS,
     CF_SUBJECTS,
     CF_CHANGELOG,
     CF_REVISIONS,
     CF_SCHEMAS,
     CF_META,
+    CF_RECORDS,
 ];
 
+/// Column families added to format 1 after directories of that format were first written.
+/// Each is a new, independent key space (no existing key or value changes), so a directory
+/// without one is a valid format-1 directory holding none of its keys: `open` creates the
+/// family there, and a read-only view reads it as empty.
+pub(super) const ADDED_COLUMN_FAMILIES: [&str; 1] = [CF_RECORDS];
+
 /// The on-disk format this build reads and writes. Bump it whenever a key or value layout
-/// changes; `open` refuses a directory written in another format.
+/// changes; `open` refuses a directory written in another format. Adding a column family
+/// that older directories can lack (`ADDED_COLUMN_FAMILIES`) is not such a change: an older
+/// build cannot open a directory that has it anyway (RocksDB refuses to open a directory
+/// read-write without every column family in it).
 pub(super) const FORMAT_VERSION: u32 = 1;
 
 /// `meta` key: the on-disk format version (u32 BE).
@@ -275,6 +305,37 @@ pub(super) fn parse_revision_key(key: &[u8]) -> Option<Revision> {
     Some(Revision::new(u64::from_be_bytes(key.try_into().ok()?)))
 }
 
+/// `records` key of the record `key` of family `family` (a checked family name).
+pub(super) fn record_key(family: &str, key: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let mut buf = Vec::with_capacity(family.len() + 1 + key.len());
+    push_component(&mut buf, family)?;
+    buf.extend_from_slice(key);
+    Ok(buf)
+}
+
+/// The `records` key range of the records of `family` whose key starts with `prefix`, from
+/// record key `start` on (at least `prefix`): the first key and the exclusive end.
+pub(super) fn record_range(
+    family: &str,
+    prefix: &[u8],
+    start: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    let first = record_key(family, start)?;
+    let scope = record_key(family, prefix)?;
+    // `scope` holds the family's `00`, so some byte of it can be raised: there is an end.
+    let end = prefix_end(&scope).ok_or_else(|| {
+        StoreError::Internal(format!("record family `{family}` has no key range"))
+    })?;
+    Ok((first, end))
+}
+
+/// Splits a `records` key into its family name and record key.
+pub(super) fn parse_record_key(key: &[u8]) -> Option<(&str, &[u8])> {
+    let end = key.iter().position(|b| *b == 0)?;
+    let (family, rest) = key.split_at_checked(end)?;
+    Some((std::str::from_utf8(family).ok()?, rest.get(1..)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +400,29 @@ mod tests {
         let k = changelog_key(Revision::new(7), 2);
         assert_eq!(parse_changelog_key(&k), Some((Revision::new(7), 2)));
         assert!(changelog_key(Revision::new(7), 9) < changelog_key(Revision::new(8), 0));
+    }
+
+    #[test]
+    fn record_keys_group_by_family_and_sort_by_key() {
+        let k = record_key("audit", b"a\0b").unwrap();
+        assert_eq!(k, b"audit\0a\0b");
+        assert_eq!(parse_record_key(&k), Some(("audit", &b"a\0b"[..])));
+        assert!(parse_record_key(b"no-terminator").is_none());
+        // Another family whose name extends this one sorts after every key of it.
+        assert!(record_key("a", b"\xff\xff").unwrap() < record_key("a.b", b"\0").unwrap());
+        assert!(record_key("a", b"x").unwrap() < record_key("a", b"x\0").unwrap());
+        let (first, end) = record_range("a", b"x", b"x\0").unwrap();
+        assert_eq!(
+            (first.as_slice(), end.as_slice()),
+            (&b"a\0x\0"[..], &b"a\0y"[..])
+        );
+        let (_, end) = record_range("a", b"\xff", b"\xff").unwrap();
+        assert_eq!(end, b"a\x01");
+        let (first, end) = record_range("a", b"", b"").unwrap();
+        assert_eq!(
+            (first.as_slice(), end.as_slice()),
+            (&b"a\0"[..], &b"a\x01"[..])
+        );
+        assert!(record_key("bad\0name", b"k").is_err());
     }
 }

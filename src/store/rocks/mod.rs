@@ -1,11 +1,12 @@
 //! The RocksDB datastore (the only module that names RocksDB): durable multi-version
-//! relationships, schema history, a changelog for Watch, streaming bulk import, background
-//! garbage collection and online checkpoints.
+//! relationships, schema history, a changelog for Watch, records, streaming bulk import,
+//! background garbage collection, online checkpoints and read-only views.
 //!
 //! Writers are serialized by one mutex, so preconditions checked inside a transaction cannot
 //! race another writer; each commit is one synced `WriteBatch` holding the new versions, the
-//! changelog entry, the commit record and the new head. Readers never block: a snapshot reads
-//! the versions at or below its revision (see `keys.rs` for the layout).
+//! changelog entry, the commit record, the transaction's record writes and the new head.
+//! Readers never block: a snapshot reads the versions at or below its revision (see `keys.rs`
+//! for the layout); record reads see the newest committed records.
 //!
 //! Column families and their options (chosen in `column_family_options`):
 //! - `relationships` and `subjects` (forward and reverse indexes) are read by prefix — one
@@ -16,12 +17,15 @@
 //!   block cache. LZ4 for the upper levels, Zstandard for the bottommost, where most data sits.
 //! - `changelog` is appended to in revision order and read by range (Watch), so no filter.
 //! - `revisions`, `schemas` and `meta` are tiny; they keep the defaults.
+//! - `records` is read by point lookups and short scans within one family, written a few keys
+//!   per commit; the defaults (LZ4, whole-key bloom filters off, as RocksDB ships) serve it.
 
 mod codec;
 mod gc;
 mod import;
 mod keys;
 mod read;
+mod records;
 #[cfg(test)]
 mod tests;
 mod txn;
@@ -41,7 +45,10 @@ use crate::model::{Relationship, Revision, Timestamp};
 use crate::schema::{self, Schema};
 
 use super::clock::{DEFAULT_GC_WINDOW, GcStats, RevisionClock, SnapshotLeases};
-use super::{BulkImportOutcome, ChangeSet, Datastore, Snapshot, StoreError, Transaction};
+use super::{
+    BulkImportOutcome, ChangeSet, Datastore, ImportSummary, RecordFamily, Records, Snapshot,
+    StoreError, Transaction,
+};
 
 /// How often the background garbage collector runs unless configured otherwise (SpiceDB's
 /// default `--datastore-gc-interval`): often enough that dead versions never pile up for
@@ -128,6 +135,8 @@ struct Shared {
     /// Set when a commit failed in a way that leaves the on-disk state uncertain: every
     /// later write is refused until the store is reopened.
     broken: AtomicBool,
+    /// Opened by `open_read_only`: every write and garbage collection is refused.
+    read_only: bool,
 }
 
 impl Shared {
@@ -145,8 +154,20 @@ impl Shared {
         self.state.write().map_err(poisoned)
     }
 
-    /// Takes the writer lock, refusing if an earlier commit broke the store.
+    /// Fails if the store was opened read-only.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::Refused(format!(
+                "data directory `{}` is open read-only",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes the writer lock, refusing if the store is read-only or an earlier commit broke it.
     fn lock_writer(&self) -> Result<MutexGuard<'_, ()>, StoreError> {
+        self.check_writable()?;
         let guard = self.writer.lock().map_err(poisoned)?;
         if self.broken.load(Ordering::SeqCst) {
             return Err(StoreError::Internal(format!(
@@ -311,11 +332,12 @@ fn column_family_options(name: &str, cache: &Cache) -> Options {
     opts
 }
 
-/// Database-wide options.
+/// Database-wide options. Missing column families are always created: `open` has checked
+/// that only the ones in `keys::ADDED_COLUMN_FAMILIES` can be missing.
 fn db_options(create: bool) -> Options {
     let mut opts = Options::default();
     opts.create_if_missing(create);
-    opts.create_missing_column_families(create);
+    opts.create_missing_column_families(true);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     opts.increase_parallelism(i32::try_from(cores).unwrap_or(2));
     opts.set_max_background_jobs(i32::try_from(cores.max(2)).unwrap_or(2));
@@ -333,34 +355,64 @@ fn db_options(create: bool) -> Options {
 impl RocksDatastore {
     /// Opens (or creates, if `options.create_if_missing`) the data directory at `path`.
     /// Refuses a directory written in another on-disk format, one that is not an Arbor data
-    /// directory, and one another process has open. Removes what an import that never
-    /// committed left behind, and starts the garbage collector if `options.gc_interval`.
+    /// directory, and one another process has open. Creates the column families a directory
+    /// of an earlier build lacks (`keys::ADDED_COLUMN_FAMILIES`), removes what an import that
+    /// never committed left behind, and starts the garbage collector if `options.gc_interval`.
     pub fn open(path: &Path, options: RocksOptions) -> Result<Self, StoreError> {
+        Self::open_mode(path, options, false)
+    }
+
+    /// Opens the existing data directory at `path` as a read-only view of its newest durable
+    /// state (replaying its write-ahead log in memory), for tools that only read: snapshots,
+    /// Watch, records. Every write and garbage collection is refused, and nothing in the
+    /// directory changes — not even what an import that never committed left behind, which no
+    /// read sees. It does not lock the directory, so it also works while a server has it open,
+    /// but then it sees the state as of opening, not what the server commits later.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let options = RocksOptions {
+            gc_interval: None,
+            create_if_missing: false,
+            ..RocksOptions::default()
+        };
+        Self::open_mode(path, options, true)
+    }
+
+    /// `open` (read-write) or `open_read_only`.
+    fn open_mode(path: &Path, options: RocksOptions, read_only: bool) -> Result<Self, StoreError> {
         let existed = path.join("CURRENT").exists();
-        if !existed && !options.create_if_missing {
+        if !existed && (read_only || !options.create_if_missing) {
             return Err(StoreError::DataDirectory(format!(
                 "`{}` is not an Arbor data directory (it holds no database)",
                 path.display()
             )));
         }
-        if existed {
-            let found = DB::list_cf(&Options::default(), path).map_err(|e| open_err(path, e))?;
-            if let Some(missing) = keys::COLUMN_FAMILIES
+        let present = if existed {
+            existing_column_families(path)?
+        } else {
+            keys::COLUMN_FAMILIES.to_vec()
+        };
+        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let db = if read_only {
+            // A read-only open cannot create a column family: open the ones there are.
+            let descriptors = present.iter().map(|name| {
+                ColumnFamilyDescriptor::new(*name, column_family_options(name, &cache))
+            });
+            DB::open_cf_descriptors_read_only(&db_options(false), path, descriptors, false)
+        } else {
+            let descriptors = keys::COLUMN_FAMILIES.iter().map(|name| {
+                ColumnFamilyDescriptor::new(*name, column_family_options(name, &cache))
+            });
+            DB::open_cf_descriptors(&db_options(!existed), path, descriptors)
+        }
+        .map_err(|e| open_err(path, e))?;
+        if existed && !read_only {
+            for added in keys::COLUMN_FAMILIES
                 .iter()
-                .find(|cf| !found.iter().any(|f| f == *cf))
+                .filter(|cf| !present.contains(cf))
             {
-                return Err(StoreError::DataDirectory(format!(
-                    "`{}` is a RocksDB directory but not an Arbor data directory (column family `{missing}` is missing)",
-                    path.display()
-                )));
+                tracing::info!(path = %path.display(), column_family = added, "column family added");
             }
         }
-        let cache = Cache::new_lru_cache(options.block_cache_bytes);
-        let descriptors = keys::COLUMN_FAMILIES
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, column_family_options(name, &cache)));
-        let db = DB::open_cf_descriptors(&db_options(!existed), path, descriptors)
-            .map_err(|e| open_err(path, e))?;
         let (tx, _) = tokio::sync::watch::channel(Revision::ZERO);
         let shared = Shared {
             db,
@@ -375,13 +427,16 @@ impl RocksDatastore {
             leases: SnapshotLeases::default(),
             head_tx: tx,
             broken: AtomicBool::new(false),
+            read_only,
         };
         check_format(&shared, existed)?;
         load_state(&shared)?;
-        import::recover(&shared)?;
+        if !read_only {
+            import::recover(&shared)?;
+        }
         let head = shared.state()?.head;
         shared.head_tx.send_replace(head);
-        tracing::info!(path = %path.display(), %head, created = !existed, "rocksdb datastore open");
+        tracing::info!(path = %path.display(), %head, created = !existed, read_only, "rocksdb datastore open");
         let store = RocksDatastore {
             shared: Arc::new(shared),
             collector: Mutex::new(None),
@@ -395,6 +450,7 @@ impl RocksDatastore {
     /// Starts the background garbage collector (a pass every `interval`) unless one runs.
     /// It stops when the datastore is dropped.
     pub fn start_gc(&self, interval: Duration) -> Result<(), StoreError> {
+        self.shared.check_writable()?;
         let mut collector = self.collector.lock().map_err(poisoned)?;
         if collector.is_some() {
             return Ok(());
@@ -447,7 +503,8 @@ impl RocksDatastore {
     /// has it open. A file checkpoint would miss what that process has only in its
     /// write-ahead log, so this opens a read-only view (which replays the log: every
     /// acknowledged write is in it), and copies every key of that view into a new data
-    /// directory at `dir`. The view keeps its table files open, so the other process's
+    /// directory at `dir`: relationship versions, changelog, commit records, schemas, metadata
+    /// and records alike. The view keeps its table files open, so the other process's
     /// compactions cannot pull them away mid-copy.
     pub fn backup_in_use(path: &Path, dir: &Path) -> Result<(), StoreError> {
         if dir.exists() {
@@ -456,9 +513,12 @@ impl RocksDatastore {
                 dir.display()
             )));
         }
+        // The source may predate a column family (`keys::ADDED_COLUMN_FAMILIES`): a read-only
+        // view cannot create one, so it opens the ones there are, and the copy has them all.
+        let present = existing_column_families(path)?;
         let cache = Cache::new_lru_cache(8 << 20);
-        let descriptors = |cache: &Cache| {
-            keys::COLUMN_FAMILIES
+        let descriptors = |names: &[&str], cache: &Cache| {
+            names
                 .iter()
                 .map(|name| ColumnFamilyDescriptor::new(*name, column_family_options(name, cache)))
                 .collect::<Vec<_>>()
@@ -466,9 +526,13 @@ impl RocksDatastore {
         let mut source_opts = db_options(false);
         // Every table file open for the life of the view (RocksDB's default, made explicit).
         source_opts.set_max_open_files(-1);
-        let source =
-            DB::open_cf_descriptors_read_only(&source_opts, path, descriptors(&cache), false)
-                .map_err(|e| open_err(path, e))?;
+        let source = DB::open_cf_descriptors_read_only(
+            &source_opts,
+            path,
+            descriptors(&present, &cache),
+            false,
+        )
+        .map_err(|e| open_err(path, e))?;
         let format = match source.cf_handle(keys::CF_META) {
             Some(meta) => source
                 .get_cf(meta, keys::META_FORMAT_VERSION)
@@ -485,8 +549,12 @@ impl RocksDatastore {
                 )));
             }
         }
-        let target = DB::open_cf_descriptors(&db_options(true), dir, descriptors(&cache))
-            .map_err(|e| open_err(dir, e))?;
+        let target = DB::open_cf_descriptors(
+            &db_options(true),
+            dir,
+            descriptors(&keys::COLUMN_FAMILIES, &cache),
+        )
+        .map_err(|e| open_err(dir, e))?;
         let copied = copy_all(&source, &target);
         let flushed = copied.and_then(|n| {
             let cfs: Vec<&ColumnFamily> = keys::COLUMN_FAMILIES
@@ -524,13 +592,17 @@ impl RocksDatastore {
 }
 
 /// Copies every key of every column family from `source` to `target` (without the WAL: the
-/// caller flushes); returns how many.
+/// caller flushes); returns how many. A family added since `source` was written
+/// (`keys::ADDED_COLUMN_FAMILIES`) may be missing there: it has no keys to copy.
 fn copy_all(source: &DB, target: &DB) -> Result<u64, StoreError> {
     const COPY_BATCH: usize = 10_000;
     let mut opts = WriteOptions::default();
     opts.disable_wal(true);
     let mut copied = 0u64;
     for name in keys::COLUMN_FAMILIES {
+        if source.cf_handle(name).is_none() && keys::ADDED_COLUMN_FAMILIES.contains(&name) {
+            continue;
+        }
         let (Some(from), Some(to)) = (source.cf_handle(name), target.cf_handle(name)) else {
             return Err(StoreError::Internal(format!(
                 "column family `{name}` is not open"
@@ -556,6 +628,26 @@ fn copy_all(source: &DB, target: &DB) -> Result<u64, StoreError> {
         target.write_opt(batch, &opts).map_err(rocks_err)?;
     }
     Ok(copied)
+}
+
+/// The column families of the existing database at `path`; refuses one that lacks any but
+/// those added since format 1 was first written (`keys::ADDED_COLUMN_FAMILIES`).
+fn existing_column_families(path: &Path) -> Result<Vec<&'static str>, StoreError> {
+    let found = DB::list_cf(&Options::default(), path).map_err(|e| open_err(path, e))?;
+    let present: Vec<&'static str> = keys::COLUMN_FAMILIES
+        .into_iter()
+        .filter(|cf| found.iter().any(|f| f == cf))
+        .collect();
+    if let Some(missing) = keys::COLUMN_FAMILIES
+        .iter()
+        .find(|cf| !present.contains(cf) && !keys::ADDED_COLUMN_FAMILIES.contains(cf))
+    {
+        return Err(StoreError::DataDirectory(format!(
+            "`{}` is a RocksDB directory but not an Arbor data directory (column family `{missing}` is missing)",
+            path.display()
+        )));
+    }
+    Ok(present)
 }
 
 /// A RocksDB open error, with the common causes explained.
@@ -718,10 +810,33 @@ impl Datastore for RocksDatastore {
         &self,
         relationships: &mut dyn Iterator<Item = Result<Relationship, StoreError>>,
     ) -> Result<BulkImportOutcome, StoreError> {
-        import::bulk_import(&self.shared, relationships)
+        import::bulk_import(&self.shared, relationships, None)
+    }
+
+    fn bulk_import_with(
+        &self,
+        relationships: &mut dyn Iterator<Item = Result<Relationship, StoreError>>,
+        finish: &mut dyn FnMut(&ImportSummary, &mut dyn Records) -> Result<(), StoreError>,
+    ) -> Result<BulkImportOutcome, StoreError> {
+        import::bulk_import(&self.shared, relationships, Some(finish))
     }
 
     fn collect_garbage(&self, now: Timestamp) -> Result<GcStats, StoreError> {
+        self.shared.check_writable()?;
         gc::collect(&self.shared, now)
+    }
+
+    fn get_record(&self, family: RecordFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        records::get(&self.shared, family, key)
+    }
+
+    fn scan_records(
+        &self,
+        family: RecordFamily,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::Record>, StoreError> {
+        records::scan(&self.shared, family, prefix, after, limit)
     }
 }

@@ -1,11 +1,12 @@
 //! Unit tests of the RocksDB datastore that need its insides: a foreign on-disk format and a
-//! missing column family are refused, and an import that never committed (a crash between
-//! its batches and its commit) is invisible and removed at the next open.
+//! missing column family are refused, an import that never committed (a crash between its
+//! batches and its commit) is invisible and removed at the next open, and a directory written
+//! before the `records` column family existed opens, reads and backs up as one without records.
 
 use rocksdb::{DB, IteratorMode, Options};
 
 use crate::model::{Relationship, RelationshipFilter};
-use crate::store::{Datastore, StoreError};
+use crate::store::{Datastore, RecordFamily, StoreError};
 
 use super::{RocksDatastore, RocksOptions, import, keys};
 
@@ -67,7 +68,7 @@ fn an_import_that_never_committed_is_invisible_and_removed_at_open() {
     let pending = head.next().unwrap();
     // Two batches' worth, written but never committed: what a crash mid-import leaves.
     let mut rels = (0..30_000).map(|i| Ok(rel(&format!("doc:p{i}#viewer@user:u{i}"))));
-    let written = import::stream(&store.shared, head, pending, &mut rels).unwrap();
+    let written = import::stream(&store.shared, head, pending, &mut rels, None).unwrap();
     assert_eq!(written, 30_000);
     let visible = store
         .snapshot(head)
@@ -114,4 +115,61 @@ fn an_import_that_never_committed_is_invisible_and_removed_at_open() {
     let changes = store.changes_since(head, 10).unwrap();
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].changes.len(), 1);
+}
+
+#[test]
+fn a_directory_from_before_records_opens_and_gains_the_family() {
+    const FAMILY: RecordFamily = RecordFamily::new("test");
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let head = {
+        let store = RocksDatastore::open(&dir, options()).unwrap();
+        store
+            .write(&mut |txn| txn.touch(rel("doc:old#viewer@user:a")))
+            .unwrap()
+    };
+    // What a build before records left: every other column family, and format 1.
+    {
+        let mut db = DB::open_cf(&Options::default(), &dir, keys::COLUMN_FAMILIES).unwrap();
+        db.drop_cf(keys::CF_RECORDS).unwrap();
+    }
+    let listed = || DB::list_cf(&Options::default(), &dir).unwrap();
+    assert!(!listed().iter().any(|cf| cf == keys::CF_RECORDS));
+
+    // A read-only view reads it as a store without records, and changes nothing.
+    let view = RocksDatastore::open_read_only(&dir).unwrap();
+    assert_eq!(view.head_revision().unwrap(), head);
+    assert_eq!(view.get_record(FAMILY, b"k").unwrap(), None);
+    assert!(view.scan_records(FAMILY, b"", None, 10).unwrap().is_empty());
+    drop(view);
+    assert!(!listed().iter().any(|cf| cf == keys::CF_RECORDS));
+
+    // A backup of it in use is a complete data directory, records family included.
+    let copy = root.path().join("copy");
+    RocksDatastore::backup_in_use(&dir, &copy).unwrap();
+    let restored = RocksDatastore::open(&copy, options()).unwrap();
+    assert_eq!(restored.head_revision().unwrap(), head);
+    restored
+        .write(&mut |txn| txn.put_record(FAMILY, b"k", b"v".to_vec()))
+        .unwrap();
+    drop(restored);
+
+    // Opening it read-write creates the family; records then work and persist.
+    let store = RocksDatastore::open(&dir, options()).unwrap();
+    assert!(listed().iter().any(|cf| cf == keys::CF_RECORDS));
+    assert_eq!(store.get_record(FAMILY, b"k").unwrap(), None);
+    let next = store
+        .write(&mut |txn| txn.put_record(FAMILY, b"k", b"v".to_vec()))
+        .unwrap();
+    assert_eq!(next, head.next().unwrap());
+    drop(store);
+    let store = RocksDatastore::open(&dir, options()).unwrap();
+    assert_eq!(store.get_record(FAMILY, b"k").unwrap(), Some(b"v".to_vec()));
+    let all: Vec<String> = store
+        .snapshot(next)
+        .unwrap()
+        .read(&RelationshipFilter::default(), None)
+        .map(|r| r.unwrap().to_string())
+        .collect();
+    assert_eq!(all, ["doc:old#viewer@user:a"]);
 }

@@ -1,5 +1,6 @@
 //! Write transactions of the RocksDB datastore: buffered writes over a read view at the head,
-//! reads that see the transaction's own writes, and the atomic, synced commit.
+//! reads that see the transaction's own writes, and the atomic, synced commit. Record writes
+//! are buffered too (`records.rs`) and join the same commit batch.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -10,8 +11,9 @@ use rocksdb::WriteBatch;
 use crate::model::{Relationship, RelationshipFilter, Revision, Timestamp};
 use crate::schema::Schema;
 
-use super::super::{Change, DeleteOutcome, StoreError, Transaction};
+use super::super::{Change, DeleteOutcome, RecordFamily, Records, StoreError, Transaction};
 use super::read::{self, KeyRange};
+use super::records::PendingRecords;
 use super::{Shared, codec, keys};
 
 /// The final state of one tuple written by the transaction.
@@ -35,6 +37,8 @@ struct RocksTransaction<'a> {
     /// Writes by forward tuple.
     writes: BTreeMap<Vec<u8>, Pending>,
     changes: Vec<Change>,
+    /// Record writes (records are not versioned: the commit overwrites them in place).
+    records: PendingRecords<'a>,
 }
 
 impl RocksTransaction<'_> {
@@ -73,6 +77,7 @@ impl RocksTransaction<'_> {
             codec::push_change(&mut body, change)?;
         }
         let chunk = codec::finish_changes(self.changes.len(), &body);
+        self.records.add_to(&mut batch)?;
         let schema = if self.schema_changed {
             self.schema
         } else {
@@ -243,6 +248,7 @@ pub(super) fn write(
         schema_changed: false,
         writes: BTreeMap::new(),
         changes: Vec::new(),
+        records: PendingRecords::new(shared),
     };
     body(&mut txn)?;
     let timestamp = shared.state()?.clock.stamp(Timestamp::now());
@@ -250,4 +256,33 @@ pub(super) fn write(
     shared.commit(batch)?;
     shared.publish(revision, timestamp, schema)?;
     Ok(revision)
+}
+
+impl Records for RocksTransaction<'_> {
+    fn get_record(&self, family: RecordFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.records.get_record(family, key)
+    }
+
+    fn put_record(
+        &mut self,
+        family: RecordFamily,
+        key: &[u8],
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.records.put_record(family, key, value)
+    }
+
+    fn delete_record(&mut self, family: RecordFamily, key: &[u8]) -> Result<(), StoreError> {
+        self.records.delete_record(family, key)
+    }
+
+    fn scan_records(
+        &self,
+        family: RecordFamily,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::Record>, StoreError> {
+        self.records.scan_records(family, prefix, after, limit)
+    }
 }
