@@ -676,6 +676,82 @@ async fn isolation(engine: Engine) {
         })
         .collect();
     assert_eq!(seen, BTreeSet::from(["emea_doc".to_string()]));
+    // Lookups list only resources in scope (alice, an acme admin, may view every document).
+    let mut looked = stream_result(
+        emea.perms
+            .lookup_resources(pb::LookupResourcesRequest {
+                consistency: full(),
+                resource_object_type: "document".to_string(),
+                permission: "view".to_string(),
+                subject: Some(super::harness::subj("user", "alice", "")),
+                ..Default::default()
+            })
+            .await,
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| r.resource_object_id)
+    .collect::<Vec<_>>();
+    looked.sort();
+    assert_eq!(looked, vec!["emea_doc".to_string()]);
+    let everything = stream_result(
+        platform
+            .perms
+            .lookup_resources(pb::LookupResourcesRequest {
+                consistency: full(),
+                resource_object_type: "document".to_string(),
+                permission: "view".to_string(),
+                subject: Some(super::harness::subj("user", "alice", "")),
+                ..Default::default()
+            })
+            .await,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        everything.len(),
+        3,
+        "the platform sees acme's three documents"
+    );
+    // Bulk checks answer PERMISSION_DENIED per item outside the scope.
+    let bulk = emea
+        .perms
+        .check_bulk_permissions(pb::CheckBulkPermissionsRequest {
+            consistency: full(),
+            items: ["emea_doc", "us_doc", "g_doc"]
+                .iter()
+                .map(|d| pb::CheckBulkPermissionsRequestItem {
+                    resource: Some(super::harness::obj("document", d)),
+                    permission: "view".to_string(),
+                    subject: Some(super::harness::subj("user", "alice", "")),
+                    context: None,
+                })
+                .collect(),
+            with_tracing: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let verdicts: Vec<Option<i32>> = bulk
+        .pairs
+        .iter()
+        .map(|p| match p.response.as_ref().unwrap() {
+            pb::check_bulk_permissions_pair::Response::Item(i) => Some(i.permissionship),
+            pb::check_bulk_permissions_pair::Response::Error(e) => {
+                assert_eq!(e.code, tonic::Code::PermissionDenied as i32, "{e:?}");
+                None
+            }
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            Some(pb::check_permission_response::Permissionship::HasPermission as i32),
+            None,
+            None
+        ]
+    );
     let exported = stream_result(
         emea.perms
             .export_bulk_relationships(pb::ExportBulkRelationshipsRequest {

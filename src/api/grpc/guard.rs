@@ -149,18 +149,23 @@ impl ScopeFilter {
 
     /// Whether the caller may see `rel` (called from a blocking thread, never from async code).
     pub fn keep(&mut self, rel: &Relationship) -> Result<bool, ApiError> {
-        if let Some(v) = self.verdicts.get(rel.resource()) {
+        self.keep_resource(rel.resource())
+    }
+
+    /// Whether the caller may see `resource` (from a blocking thread, as `keep`).
+    pub fn keep_resource(&mut self, resource: &ObjectRef) -> Result<bool, ApiError> {
+        if let Some(v) = self.verdicts.get(resource) {
             return Ok(*v);
         }
         let verdict = self.runtime.block_on(scope::resource_in_scope(
             &self.ctx,
             &self.principal,
-            rel.resource(),
+            resource,
         ))?;
         if self.verdicts.len() >= MAX_REMEMBERED_VERDICTS {
             self.verdicts.clear();
         }
-        self.verdicts.insert(rel.resource().clone(), verdict);
+        self.verdicts.insert(resource.clone(), verdict);
         Ok(verdict)
     }
 }

@@ -646,6 +646,7 @@ impl PermissionsService for PermissionsApi {
         request: Request<pb::CheckBulkPermissionsRequest>,
     ) -> Result<Response<pb::CheckBulkPermissionsResponse>, Status> {
         let deadline = self.shared.deadline(request.metadata());
+        let guard = Guard::of(&request)?;
         let req = request.into_inner();
         let config = &self.shared.config;
         if req.items.len() > config.max_bulk_checks {
@@ -662,7 +663,26 @@ impl PermissionsService for PermissionsApi {
             .map(|(i, item)| bulk_item(&self.shared, i, item))
             .collect::<Result<Vec<_>, _>>()?;
         let revision = self.revision(req.consistency.as_ref())?;
-        let results = check_bulk_items(&self.shared, revision, &items, deadline).await;
+        let mut results = check_bulk_items(&self.shared, revision, &items, deadline).await;
+        if guard.scope().is_some() {
+            // Items on resources outside the caller's scope answer PERMISSION_DENIED, each on
+            // its own, as any other per-item error.
+            let first_type = items
+                .first()
+                .map(|i| i.resource.object_type().to_string())
+                .unwrap_or_default();
+            let ctx = self.shared.eval_context(
+                revision,
+                &first_type,
+                crate::model::ContextMap::new(),
+                deadline,
+            )?;
+            for (item, result) in items.iter().zip(results.iter_mut()) {
+                if let Err(e) = guard.require_resource(&ctx, &item.resource).await {
+                    *result = Err(e);
+                }
+            }
+        }
         let pairs = req
             .items
             .into_iter()
@@ -715,6 +735,7 @@ impl PermissionsService for PermissionsApi {
         request: Request<pb::LookupResourcesRequest>,
     ) -> Result<Response<ResponseStream<pb::LookupResourcesResponse>>, Status> {
         let deadline = self.shared.deadline(request.metadata());
+        let guard = Guard::of(&request)?;
         let req = request.into_inner();
         Self::check_limit(req.optional_limit, self.shared.config.max_lookup_limit)?;
         convert::object_type("resource_object_type", &req.resource_object_type)?;
@@ -745,8 +766,10 @@ impl PermissionsService for PermissionsApi {
         } else {
             req.optional_limit as usize
         };
+        let scope = ScopeFilter::new(&guard, ctx.clone())?;
         let lookup = StreamedLookup {
             ctx,
+            scope,
             resource_type: req.resource_object_type,
             permission: req.permission,
             subject,
@@ -1182,6 +1205,8 @@ fn lookup_position(
 /// A validated LookupResources, ready to stream.
 struct StreamedLookup {
     ctx: EvalContext,
+    /// Hides results outside a delegated caller's scope.
+    scope: Option<ScopeFilter>,
     resource_type: String,
     permission: String,
     subject: SubjectRef,
@@ -1208,6 +1233,7 @@ impl StreamedLookup {
         tokio::task::spawn_blocking(move || {
             let StreamedLookup {
                 ctx,
+                mut scope,
                 resource_type,
                 permission,
                 subject,
@@ -1230,6 +1256,20 @@ impl StreamedLookup {
             let mut flushed_at: Option<std::time::Instant> = None;
             let mut open = true;
             let emit = |r: eval::LookupResult| {
+                if let Some(filter) = scope.as_mut() {
+                    let visible = ObjectRef::new(&resource_type, &r.resource_id)
+                        .map_err(|e| ApiError::Internal(e.to_string()))
+                        .and_then(|resource| filter.keep_resource(&resource));
+                    match visible {
+                        Ok(true) => {}
+                        Ok(false) => return open && sent < limit,
+                        Err(e) => {
+                            batch.push(Err(e.into_status()));
+                            open = false;
+                            return false;
+                        }
+                    }
+                }
                 let caveat = match &r.permissionship {
                     Permissionship::Conditional(expr) => Some(expr),
                     _ => None,
