@@ -473,7 +473,7 @@ async fn one_call(
             CallOutcome::of(client.check_permission(req).await.is_ok(), 1)
         }
         Op::BulkCheck => {
-            let count = args.bulk_size.max(1).min(checks.len()) as u64;
+            let count = args.bulk_size.max(1) as u64;
             let body = wire
                 .encoded_bulk
                 .entry(i)
@@ -609,8 +609,8 @@ struct PairSummary {
 
 /// The CheckBulkPermissionsRequest of the `--bulk-size` checks from line `i` on, encoded.
 fn encode_bulk(args: &BenchArgs, checks: &[CheckLine], i: usize) -> prost::bytes::Bytes {
-    let items: Vec<_> = (0..args.bulk_size.max(1).min(checks.len()))
-        .filter_map(|k| checks.get((i + k) % checks.len()))
+    let items: Vec<_> = (0..args.bulk_size.max(1))
+        .filter_map(|k| checks.get((i + k) % checks.len().max(1)))
         .map(|c| pb::CheckBulkPermissionsRequestItem {
             resource: Some(object(&c.resource_type, &c.resource_id)),
             permission: c.permission.clone(),

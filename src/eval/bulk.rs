@@ -52,20 +52,29 @@ pub async fn check_bulk(
         _ => a.cmp(&b),
     });
     let mut out: Vec<Option<Result<CheckResult, EvalError>>> = vec![None; items.len()];
-    for group in order.chunk_by(|&a, &b| {
-        items.get(a).map(group_of) == items.get(b).map(group_of)
-    }) {
+    for group in order.chunk_by(|&a, &b| items.get(a).map(group_of) == items.get(b).map(group_of)) {
         let Some(first) = group.first().and_then(|&i| items.get(i)) else {
             continue;
         };
-        let valid = validate(ctx, first.resource.object_type(), first.permission, first.subject);
+        let valid = validate(
+            ctx,
+            first.resource.object_type(),
+            first.permission,
+            first.subject,
+        );
         for &i in group {
             let Some(item) = items.get(i) else { continue };
             let answer = match &valid {
                 Err(e) => Err(e.clone()),
                 Ok(()) => ctx
                     .dispatch()
-                    .check(ctx, item.resource, item.permission, item.subject, ctx.max_depth())
+                    .check(
+                        ctx,
+                        item.resource,
+                        item.permission,
+                        item.subject,
+                        ctx.max_depth(),
+                    )
                     .await
                     .and_then(|r| {
                         let context = item.context.unwrap_or_else(|| ctx.caveat_context());
@@ -150,7 +159,6 @@ impl RequestMemo {
     fn get(&self, key: &[u8]) -> Option<CheckResult> {
         self.checks.lock().ok()?.get(key).cloned()
     }
-
 }
 
 #[async_trait]

@@ -7,19 +7,19 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
-use crate::model::{ObjectRef, Relationship, SubjectFilter, SubjectRef, Timestamp};
+use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
 use crate::schema::{ArrowKind, RelationKind, Rewrite};
 
 use super::caveat_expr::CaveatExpr;
 use super::context::EvalContext;
 use super::dispatch::{CheckRequest, Dispatch};
 use super::error::EvalError;
-use super::reverse;
+use super::lookup::{Candidates, LookupOrder};
 use super::stack::grow_stack;
 use super::subject_set::SubjectSet;
 use super::types::{
-    CheckResult, EvalHint, ExpandMode, ExpandNode, ExpandSubject, ExpandTree, FoundSubject, LookupResult,
-    Permissionship,
+    CheckResult, EvalHint, ExpandMode, ExpandNode, ExpandSubject, ExpandTree, FoundSubject,
+    LookupResult, Permissionship,
 };
 
 /// Evaluates sub-problems against the snapshot in the context.
@@ -42,27 +42,6 @@ pub(super) fn read_live(
     let now = ctx.now();
     let mut out = Vec::new();
     for rel in ctx.snapshot().read_resource(resource, relation) {
-        let rel = rel?;
-        if !rel.is_expired_at(now) {
-            out.push(rel);
-        }
-    }
-    Ok(out)
-}
-
-/// The live relationships of `resource_type#relation` whose subject matches.
-pub(super) fn read_live_by_subject(
-    ctx: &EvalContext,
-    resource_type: &str,
-    relation: &str,
-    subject: &SubjectFilter,
-) -> Result<Vec<Relationship>, EvalError> {
-    let now = ctx.now();
-    let mut out = Vec::new();
-    for rel in ctx
-        .snapshot()
-        .read_by_subject(resource_type, relation, subject)
-    {
         let rel = rel?;
         if !rel.is_expired_at(now) {
             out.push(rel);
@@ -784,22 +763,24 @@ impl Dispatch for LocalEvaluator {
         depth: u32,
     ) -> Result<Vec<LookupResult>, EvalError> {
         let depth = ctx.descend(depth)?;
-        let candidates = reverse::candidates(ctx, resource_type, relation, subject)?;
+        let candidates = Candidates {
+            ctx,
+            resource_type,
+            permission: relation,
+            subject,
+            depth,
+        };
         let mut out = Vec::new();
-        for resource in candidates {
-            let r = grow_stack(
-                ctx.dispatch()
-                    .check(ctx, &resource, relation, subject, depth),
-            )
-            .await?;
-            match r.permissionship {
-                Permissionship::HasNot => {}
-                p => out.push(LookupResult {
+        candidates
+            .confirm(LookupOrder::Walk { after: None }, |resource, p| {
+                out.push(LookupResult {
                     resource_id: resource.object_id().to_string(),
                     permissionship: p,
-                }),
-            }
-        }
+                });
+                Ok(true)
+            })
+            .await?;
+        out.sort_unstable_by(|a, b| a.resource_id.cmp(&b.resource_id));
         Ok(out)
     }
 

@@ -7,7 +7,7 @@ use crate::model::{ObjectRef, SubjectRef};
 use super::context::EvalContext;
 use super::dispatch::CheckRequest;
 use super::error::EvalError;
-use super::reverse::{self, Walk};
+use super::reverse::Walk;
 use super::stack::grow_stack;
 use super::types::{EvalHint, LookupResult, Permissionship};
 
@@ -46,75 +46,104 @@ where
     ctx.validate_relation(resource_type, permission)?;
     ctx.validate_subject_type(subject)?;
     let depth = ctx.descend(ctx.max_depth())?;
-    let confirm = Confirm {
+    let found = Candidates {
         ctx,
+        resource_type,
         permission,
         subject,
         depth,
     };
-    match order {
-        LookupOrder::Walk { after } => {
-            let mut walk = Walk::new(ctx, resource_type, permission, subject);
-            let mut skip_through = after;
-            while let Some((candidate, via)) = walk.next_candidate()? {
-                if let Some(last) = skip_through {
-                    if candidate.object_id() == last {
-                        skip_through = None;
+    found
+        .confirm(order, |resource, permissionship| {
+            Ok(match super::resolve_permissionship(ctx, permissionship)? {
+                Permissionship::HasNot => true,
+                permissionship => emit(LookupResult {
+                    resource_id: resource.object_id().to_string(),
+                    permissionship,
+                }),
+            })
+        })
+        .await
+}
+
+/// The candidates of one lookup (`resource_type#permission` for `subject`), to be confirmed
+/// by checks that spend `depth`.
+pub(super) struct Candidates<'a> {
+    pub(super) ctx: &'a EvalContext,
+    pub(super) resource_type: &'a str,
+    pub(super) permission: &'a str,
+    pub(super) subject: &'a SubjectRef,
+    pub(super) depth: u32,
+}
+
+impl Candidates<'_> {
+    /// Checks the candidates in `order` (each first through the part of the permission the
+    /// walk reached it by) and hands each that is not a plain no to `emit` with the chain's
+    /// answer (caveats not evaluated), until `emit` returns `false`.
+    pub(super) async fn confirm<F>(
+        &self,
+        order: LookupOrder<'_>,
+        mut emit: F,
+    ) -> Result<(), EvalError>
+    where
+        F: FnMut(&ObjectRef, Permissionship) -> Result<bool, EvalError> + Send,
+    {
+        let ctx = self.ctx;
+        let mut walk = Walk::new(ctx, self.resource_type, self.permission, self.subject);
+        match order {
+            LookupOrder::Walk { after } => {
+                let mut skip_through = after;
+                while let Some((candidate, via)) = walk.next_candidate()? {
+                    if let Some(last) = skip_through {
+                        if candidate.object_id() == last {
+                            skip_through = None;
+                        }
+                        continue;
                     }
-                    continue;
+                    if !self.check(&candidate, via.hint(), &mut emit).await? {
+                        break;
+                    }
                 }
-                if let Some(found) = confirm.check(&candidate, via.hint()).await? {
-                    if !emit(found) {
+            }
+            LookupOrder::ById { after } => {
+                let mut all = Vec::new();
+                while let Some(found) = walk.next_candidate()? {
+                    all.push(found);
+                }
+                drop(walk);
+                all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                for (candidate, via) in all
+                    .iter()
+                    .filter(|(c, _)| after.is_none_or(|a| c.object_id() > a))
+                {
+                    if !self.check(candidate, via.hint(), &mut emit).await? {
                         break;
                     }
                 }
             }
         }
-        LookupOrder::ById { after } => {
-            let candidates = reverse::candidates(ctx, resource_type, permission, subject)?;
-            for candidate in candidates
-                .iter()
-                .filter(|c| after.is_none_or(|a| c.object_id() > a))
-            {
-                if let Some(found) = confirm.check(candidate, None).await? {
-                    if !emit(found) {
-                        break;
-                    }
-                }
-            }
-        }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Confirms candidates with a check through the dispatch chain.
-struct Confirm<'a> {
-    ctx: &'a EvalContext,
-    permission: &'a str,
-    subject: &'a SubjectRef,
-    depth: u32,
-}
-
-impl Confirm<'_> {
-    /// The candidate as a result, or `None` if the subject lacks the permission on it. The
-    /// part of the permission `hint` names is evaluated first.
-    async fn check(
+    /// Checks one candidate; `false` once `emit` wants no more.
+    async fn check<F>(
         &self,
         candidate: &ObjectRef,
         hint: Option<EvalHint<'_>>,
-    ) -> Result<Option<LookupResult>, EvalError> {
+        emit: &mut F,
+    ) -> Result<bool, EvalError>
+    where
+        F: FnMut(&ObjectRef, Permissionship) -> Result<bool, EvalError> + Send,
+    {
         let ctx = self.ctx;
         let request = CheckRequest {
             hint,
             ..CheckRequest::new(candidate, self.permission, self.subject)
         };
         let r = grow_stack(ctx.dispatch().check_request(ctx, &request, self.depth)).await?;
-        Ok(match super::resolve_permissionship(ctx, r.permissionship)? {
-            Permissionship::HasNot => None,
-            permissionship => Some(LookupResult {
-                resource_id: candidate.object_id().to_string(),
-                permissionship,
-            }),
-        })
+        match r.permissionship {
+            Permissionship::HasNot => Ok(true),
+            p => emit(candidate, p),
+        }
     }
 }

@@ -28,8 +28,8 @@ pub use caveat::{
 pub use caveat_expr::CaveatExpr;
 pub use context::{DEFAULT_MAX_DEPTH, EvalConfig, EvalContext};
 pub use dispatch::{
-    CheckRequest, DEFAULT_CACHE_MAX_COST_BYTES, Dispatch, DispatchChain, DispatchConfig, build_dispatch_chain,
-    dispatch_chain,
+    CheckRequest, DEFAULT_CACHE_MAX_COST_BYTES, Dispatch, DispatchChain, DispatchConfig,
+    build_dispatch_chain, dispatch_chain,
 };
 pub use error::EvalError;
 pub use key::CheckKey;
@@ -37,8 +37,8 @@ pub use local::LocalEvaluator;
 pub use lookup::{LookupOrder, lookup_resources_with};
 pub use singleflight::SingleFlight;
 pub use types::{
-    CheckResult, EvalHint, ExpandMode, ExpandNode, ExpandSubject, ExpandTree, FoundSubject, LookupResult,
-    Permissionship,
+    CheckResult, EvalHint, ExpandMode, ExpandNode, ExpandSubject, ExpandTree, FoundSubject,
+    LookupResult, Permissionship,
 };
 
 use crate::model::{ContextMap, ObjectRef, SubjectRef};
@@ -172,13 +172,11 @@ fn resolve_in(
     let Permissionship::Conditional(expr) = permissionship else {
         return Ok(permissionship);
     };
-    Ok(
-        match caveat::resolve(ctx.schema(), &expr, context)? {
-            caveat::Resolved::True => Permissionship::Has,
-            caveat::Resolved::False => Permissionship::HasNot,
-            caveat::Resolved::Partial { expr, .. } => Permissionship::Conditional(expr),
-        },
-    )
+    Ok(match caveat::resolve(ctx.schema(), &expr, context)? {
+        caveat::Resolved::True => Permissionship::Has,
+        caveat::Resolved::False => Permissionship::HasNot,
+        caveat::Resolved::Partial { expr, .. } => Permissionship::Conditional(expr),
+    })
 }
 
 /// A member's condition evaluated against the request's context: `None` when it cannot hold,

@@ -13,7 +13,6 @@ use crate::schema::{AllowedKind, RelationKind, Rewrite, Schema};
 
 use super::context::EvalContext;
 use super::error::EvalError;
-use super::local::read_live_by_subject;
 use super::types::EvalHint;
 
 /// A node of the walk: `object#relation` might contain the subject (`None`: the subject itself).
@@ -133,7 +132,11 @@ fn inputs<'s>(schema: &'s Schema, definition: &'s str, relation: &str) -> Vec<No
 }
 
 /// Every kind of node from which `definition#relation` can be reached, itself included.
-fn leading_to<'s>(schema: &'s Schema, definition: &'s str, relation: &'s str) -> HashSet<NodeKind<'s>> {
+fn leading_to<'s>(
+    schema: &'s Schema,
+    definition: &'s str,
+    relation: &'s str,
+) -> HashSet<NodeKind<'s>> {
     let mut seen: HashSet<NodeKind<'s>> = HashSet::new();
     let mut stack = vec![(definition, Some(relation))];
     while let Some(kind) = stack.pop() {
@@ -250,10 +253,29 @@ pub(super) struct Walk<'s> {
     resource_type: &'s str,
     permission: &'s str,
     relevant: HashSet<NodeKind<'s>>,
-    edges: HashMap<NodeKind<'s>, Vec<Edge<'s>>>,
+    /// The edges of each kind of node met so far (few kinds: a list beats hashing).
+    edges: Vec<(NodeKind<'s>, Vec<Edge<'s>>)>,
+    /// Nodes expanded, for checking the deadline now and then.
+    expanded: u32,
+    /// How many kinds of node of a type read the same tupleset (an arrow's): when more than
+    /// one does, the resources read for an object are kept for the others.
+    arrow_readers: Vec<(ArrowRead<'s>, usize)>,
+    /// Resources read through an arrow's tupleset, kept for the kinds still to read them, with
+    /// how many of those are left.
+    arrow_memo: HashMap<(ObjectRef, ArrowRead<'s>), (Vec<ObjectRef>, usize)>,
     seen: HashSet<Node<'s>>,
-    queue: VecDeque<Node<'s>>,
+    /// Nodes to expand, with their type as the schema spells it.
+    queue: VecDeque<(Node<'s>, &'s str)>,
     found: VecDeque<(ObjectRef, Via<'s>)>,
+}
+
+/// A tupleset read: the resources of `definition` whose `tupleset` names an object of
+/// `object_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ArrowRead<'s> {
+    object_type: &'s str,
+    definition: &'s str,
+    tupleset: &'s str,
 }
 
 impl<'s> Walk<'s> {
@@ -272,44 +294,71 @@ impl<'s> Walk<'s> {
             resource_type,
             permission,
             relevant,
-            edges: HashMap::new(),
+            edges: Vec::new(),
+            expanded: 0,
+            arrow_readers: Vec::new(),
+            arrow_memo: HashMap::new(),
             seen: HashSet::new(),
             queue: VecDeque::new(),
             found: VecDeque::new(),
         };
+        let mut kinds: Vec<NodeKind<'s>> = walk.relevant.iter().copied().collect();
+        kinds.sort_unstable();
+        for kind in kinds {
+            let edges = edges_of(schema, &walk.relevant, kind);
+            for edge in &edges {
+                if let Edge::Arrow {
+                    definition,
+                    tupleset,
+                    ..
+                } = *edge
+                {
+                    let read = ArrowRead {
+                        object_type: kind.0,
+                        definition,
+                        tupleset,
+                    };
+                    match walk.arrow_readers.iter_mut().find(|(r, _)| *r == read) {
+                        Some((_, n)) => *n += 1,
+                        None => walk.arrow_readers.push((read, 1)),
+                    }
+                }
+            }
+            walk.edges.push((kind, edges));
+        }
         let relation = match subject.relation() {
             None => Some(None),
             Some(r) => schema
                 .relation(subject.object_type(), r)
                 .map(|d| Some(d.name())),
         };
+        let kind_type = schema
+            .definition(subject.object_type())
+            .map_or("", |d| d.name());
         if let Some(relation) = relation {
-            walk.visit((subject.object().clone(), relation), Via::Direct, true);
+            walk.visit(
+                (subject.object().clone(), relation),
+                kind_type,
+                Via::Direct,
+                true,
+            );
         }
         walk
     }
 
     /// Records a node; a new one that is a candidate is handed out, one that can lead to a
     /// candidate is queued.
-    fn visit(&mut self, node: Node<'s>, via: Via<'s>, start: bool) {
-        if self.seen.contains(&node) {
+    /// `kind_type` is the node's type as the schema spells it ("" if the schema lacks it).
+    fn visit(&mut self, node: Node<'s>, kind_type: &'s str, via: Via<'s>, start: bool) {
+        if !self.seen.insert(node.clone()) {
             return;
         }
         if node.0.object_type() == self.resource_type && node.1 == Some(self.permission) {
             self.found.push_back((node.0.clone(), via));
         }
-        let kind = (self.kind_type(&node), node.1);
-        if start || self.relevant.contains(&kind) {
-            self.queue.push_back(node.clone());
+        if start || self.relevant.contains(&(kind_type, node.1)) {
+            self.queue.push_back((node, kind_type));
         }
-        self.seen.insert(node);
-    }
-
-    /// The type of a node as a schema string (a node of a type the schema lacks: its own).
-    fn kind_type(&self, node: &Node<'s>) -> &'s str {
-        self.schema
-            .definition(node.0.object_type())
-            .map_or("", |d| d.name())
     }
 
     /// The next candidate and how it was reached, or `None` once the walk is over.
@@ -318,40 +367,130 @@ impl<'s> Walk<'s> {
             if let Some(found) = self.found.pop_front() {
                 return Ok(Some(found));
             }
-            let Some(node) = self.queue.pop_front() else {
+            let Some((node, kind_type)) = self.queue.pop_front() else {
                 return Ok(None);
             };
-            self.ctx.check_deadline()?;
-            self.expand(&node)?;
+            /// Nodes expanded between two looks at the clock.
+            const DEADLINE_STRIDE: u32 = 64;
+            if self.expanded % DEADLINE_STRIDE == 0 {
+                self.ctx.check_deadline()?;
+            }
+            self.expanded = self.expanded.wrapping_add(1);
+            self.expand(&node, kind_type)?;
         }
     }
 
     /// Visits the nodes that directly depend on `node`.
-    fn expand(&mut self, node: &Node<'s>) -> Result<(), EvalError> {
+    fn expand(&mut self, node: &Node<'s>, kind_type: &'s str) -> Result<(), EvalError> {
         let (object, relation) = node;
-        let kind_type = self.kind_type(node);
         if kind_type.is_empty() {
             return Ok(());
         }
         let kind = (kind_type, *relation);
-        // Taken out of the map while the node is expanded (visiting never needs them).
-        let edges = match self.edges.remove(&kind) {
-            Some(edges) => edges,
-            None => edges_of(self.schema, &self.relevant, kind),
+        let at = match self.edges.iter().position(|(k, _)| *k == kind) {
+            Some(at) => at,
+            None => {
+                self.edges
+                    .push((kind, edges_of(self.schema, &self.relevant, kind)));
+                self.edges.len() - 1
+            }
         };
-        let expanded = self.follow(object, *relation, &edges);
-        self.edges.insert(kind, edges);
+        // Taken out of the list while the node is expanded (visiting never needs them).
+        let edges = self
+            .edges
+            .get_mut(at)
+            .map(|(_, e)| std::mem::take(e))
+            .unwrap_or_default();
+        let expanded = self.follow(object, kind, &edges);
+        if let Some((_, slot)) = self.edges.get_mut(at) {
+            *slot = edges;
+        }
         expanded
+    }
+
+    /// Visits `resource#node_relation` for each live relationship of
+    /// `definition#read_relation` whose subject matches `filter`.
+    fn visit_resources(
+        &mut self,
+        definition: &'s str,
+        read_relation: &str,
+        filter: &SubjectFilter,
+        node_relation: &'s str,
+        via: impl Fn() -> Via<'s>,
+    ) -> Result<(), EvalError> {
+        for resource in self.read_resources(definition, read_relation, filter)? {
+            self.visit((resource, Some(node_relation)), definition, via(), false);
+        }
+        Ok(())
+    }
+
+    /// The resources of the live relationships of `definition#read_relation` whose subject
+    /// matches `filter`.
+    fn read_resources(
+        &self,
+        definition: &str,
+        read_relation: &str,
+        filter: &SubjectFilter,
+    ) -> Result<Vec<ObjectRef>, EvalError> {
+        let now = self.ctx.now();
+        let mut out = Vec::new();
+        for rel in self
+            .ctx
+            .snapshot()
+            .read_by_subject(definition, read_relation, filter)
+        {
+            let rel = rel?;
+            if !rel.is_expired_at(now) {
+                out.push(rel.resource().clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The resources of `read.definition` whose `read.tupleset` names `object`: read once per
+    /// object even when several kinds of its nodes follow the same tupleset.
+    fn arrow_resources(
+        &mut self,
+        object: &ObjectRef,
+        read: ArrowRead<'s>,
+    ) -> Result<Vec<ObjectRef>, EvalError> {
+        let readers = self
+            .arrow_readers
+            .iter()
+            .find(|(r, _)| *r == read)
+            .map_or(1, |(_, n)| *n);
+        let filter = || SubjectFilter {
+            subject_type: object.object_type().to_string(),
+            subject_id: Some(object.object_id().to_string()),
+            relation: None,
+        };
+        if readers < 2 {
+            return self.read_resources(read.definition, read.tupleset, &filter());
+        }
+        let key = (object.clone(), read);
+        if let Some((kept, left)) = self.arrow_memo.get_mut(&key) {
+            *left = left.saturating_sub(1);
+            if *left > 0 {
+                return Ok(kept.clone());
+            }
+            return Ok(self
+                .arrow_memo
+                .remove(&key)
+                .map(|(kept, _)| kept)
+                .unwrap_or_default());
+        }
+        let found = self.read_resources(read.definition, read.tupleset, &filter())?;
+        self.arrow_memo.insert(key, (found.clone(), readers - 1));
+        Ok(found)
     }
 
     /// Visits the nodes `edges` lead to from `object#relation`.
     fn follow(
         &mut self,
         object: &ObjectRef,
-        relation: Option<&'s str>,
+        (kind_type, relation): NodeKind<'s>,
         edges: &[Edge<'s>],
     ) -> Result<(), EvalError> {
-        let ctx = self.ctx;
         for &edge in edges {
             match edge {
                 Edge::Relation {
@@ -363,35 +502,31 @@ impl<'s> Walk<'s> {
                         subject_id: Some(object.object_id().to_string()),
                         relation: Some(relation.map(str::to_string)),
                     };
-                    for rel in read_live_by_subject(ctx, definition, via, &exact)? {
-                        self.visit((rel.resource().clone(), Some(via)), Via::Direct, false);
-                    }
+                    self.visit_resources(definition, via, &exact, via, || Via::Direct)?;
                     if relation.is_none() {
                         let wildcard = SubjectFilter {
                             subject_type: object.object_type().to_string(),
                             subject_id: Some(WILDCARD.to_string()),
                             relation: Some(None),
                         };
-                        for rel in read_live_by_subject(ctx, definition, via, &wildcard)? {
-                            self.visit((rel.resource().clone(), Some(via)), Via::Direct, false);
-                        }
+                        self.visit_resources(definition, via, &wildcard, via, || Via::Direct)?;
                     }
                 }
                 Edge::Computed { permission } => {
                     let via = relation.map_or(Via::Direct, Via::Computed);
-                    self.visit((object.clone(), Some(permission)), via, false);
+                    self.visit((object.clone(), Some(permission)), kind_type, via, false);
                 }
                 Edge::Arrow {
                     definition,
                     tupleset,
                     permission,
                 } => {
-                    let any = SubjectFilter {
-                        subject_type: object.object_type().to_string(),
-                        subject_id: Some(object.object_id().to_string()),
-                        relation: None,
+                    let read = ArrowRead {
+                        object_type: kind_type,
+                        definition,
+                        tupleset,
                     };
-                    for rel in read_live_by_subject(ctx, definition, tupleset, &any)? {
+                    for resource in self.arrow_resources(object, read)? {
                         let via = match relation {
                             Some(computed) => Via::Arrow {
                                 tupleset,
@@ -400,27 +535,11 @@ impl<'s> Walk<'s> {
                             },
                             None => Via::Direct,
                         };
-                        self.visit((rel.resource().clone(), Some(permission)), via, false);
+                        self.visit((resource, Some(permission)), definition, via, false);
                     }
                 }
             }
         }
         Ok(())
     }
-}
-
-/// Resources of `resource_type` that might have `relation` for `subject`, ordered by id.
-pub(super) fn candidates(
-    ctx: &EvalContext,
-    resource_type: &str,
-    relation: &str,
-    subject: &SubjectRef,
-) -> Result<Vec<ObjectRef>, EvalError> {
-    let mut walk = Walk::new(ctx, resource_type, relation, subject);
-    let mut found = Vec::new();
-    while let Some((c, _)) = walk.next_candidate()? {
-        found.push(c);
-    }
-    found.sort_unstable();
-    Ok(found)
 }

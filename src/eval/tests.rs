@@ -605,3 +605,234 @@ async fn a_caveat_that_fails_is_an_error_naming_caveat_and_relationship() {
         other => panic!("expected a leaf, got {other:?}"),
     }
 }
+
+const DOCS_RELS: &[&str] = &[
+    "team:eng#member@user:alice",
+    "team:all#member@team:eng#member",
+    "folder:root#viewer@team:all#member",
+    "folder:sub#parent@folder:root",
+    "folder:other#viewer@user:bob",
+    "document:d#folder@folder:sub",
+    "document:d#editor@user:bob",
+    "document:d#viewer@user:bob",
+    "document:d#banned@user:carol",
+    "document:d#viewer@user:carol",
+    "document:e#folder@folder:root",
+    "document:f#folder@folder:other",
+    "document:g#viewer@team:eng#member",
+    "document:g#folder@folder:sub",
+    "document:pub#viewer@user:*",
+    "document:pub#banned@user:dave",
+];
+
+/// A context whose chain has no shared cache (bulk checks then memoize within the request).
+fn uncached_ctx(ds: &MemoryDatastore) -> EvalContext {
+    let snap = ds.snapshot(ds.head_revision().unwrap()).unwrap();
+    let chain = build_dispatch_chain(DispatchConfig {
+        cache_enabled: false,
+        ..DispatchConfig::default()
+    });
+    EvalContext::new(snap, chain.head, EvalConfig::default(), Timestamp::now()).unwrap()
+}
+
+#[tokio::test]
+async fn bulk_answers_are_the_single_checks_answers_in_request_order() {
+    let ds = store(DOCS, DOCS_RELS);
+    let items: Vec<(ObjectRef, &str, SubjectRef)> = [
+        ("document:d", "view", "user:alice"),
+        ("document:e", "view", "user:alice"),
+        ("document:d", "view", "user:carol"),
+        ("document:d", "view", "user:alice"),
+        ("document:f", "view", "user:alice"),
+        ("document:pub", "view", "user:dave"),
+        ("document:d", "nope", "user:alice"),
+        ("document:g", "view", "user:alice"),
+        ("folder:sub", "view", "user:alice"),
+        ("document:d", "both", "user:bob"),
+        ("document:pub", "view", "user:zed"),
+        ("team:all", "member", "team:eng#member"),
+        ("document:e", "view", "user:alice"),
+    ]
+    .iter()
+    .map(|(r, p, s)| (obj(r), *p, subj(s)))
+    .collect();
+    let bulk: Vec<BulkCheck<'_>> = items
+        .iter()
+        .map(|(resource, permission, subject)| BulkCheck {
+            resource,
+            permission,
+            subject,
+            context: None,
+        })
+        .collect();
+    for c in [ctx(&ds), uncached_ctx(&ds)] {
+        let answers = check_bulk(&c, &bulk).await;
+        assert_eq!(answers.len(), items.len());
+        for ((resource, permission, subject), answer) in items.iter().zip(&answers) {
+            let single = check(&c, resource, permission, subject).await;
+            assert_eq!(
+                answer.as_ref().map(|r| &r.permissionship),
+                single.as_ref().map(|r| &r.permissionship),
+                "{resource}#{permission}@{subject}"
+            );
+        }
+        assert!(matches!(answers[6], Err(EvalError::UnknownRelation { .. })));
+        assert_eq!(
+            answers[0].as_ref().unwrap().permissionship,
+            Permissionship::Has
+        );
+        assert_eq!(
+            answers[2].as_ref().unwrap().permissionship,
+            Permissionship::HasNot
+        );
+    }
+    assert!(check_bulk(&ctx(&ds), &[]).await.is_empty());
+}
+
+#[tokio::test]
+async fn bulk_items_evaluate_caveats_with_their_own_context() {
+    let ds = store(
+        CAVEATED,
+        &[r#"document:d#viewer@user:u1[has_level:{"required": 3}]"#],
+    );
+    let c = ctx(&ds);
+    let (d, u1) = (obj("document:d"), subj("user:u1"));
+    let high = crate::model::ContextValue::parse_object(r#"{"level": 5}"#).unwrap();
+    let low = crate::model::ContextValue::parse_object(r#"{"level": 1}"#).unwrap();
+    let item = |context| BulkCheck {
+        resource: &d,
+        permission: "viewer",
+        subject: &u1,
+        context,
+    };
+    let answers = check_bulk(&c, &[item(Some(&high)), item(Some(&low)), item(None)]).await;
+    let got: Vec<_> = answers
+        .into_iter()
+        .map(|a| a.unwrap().permissionship)
+        .collect();
+    assert_eq!(got[0], Permissionship::Has);
+    assert_eq!(got[1], Permissionship::HasNot);
+    assert!(is_conditional(&got[2]));
+}
+
+/// Every result of a streamed lookup, in the order given.
+async fn streamed(c: &EvalContext, subject: &str, order: LookupOrder<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    lookup_resources_with(c, "document", "view", &subj(subject), order, |r| {
+        out.push(r.resource_id);
+        true
+    })
+    .await
+    .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn streamed_lookups_find_what_lookup_finds_and_resume_after_any_result() {
+    let ds = store(DOCS, DOCS_RELS);
+    for c in [ctx(&ds), uncached_ctx(&ds)] {
+        for subject in [
+            "user:alice",
+            "user:bob",
+            "user:carol",
+            "user:dave",
+            "team:eng#member",
+        ] {
+            let listed: Vec<String> = lookup_resources(&c, "document", "view", &subj(subject))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.resource_id)
+                .collect();
+            let walked = streamed(&c, subject, LookupOrder::Walk { after: None }).await;
+            let mut sorted = walked.clone();
+            sorted.sort();
+            assert_eq!(sorted, listed, "{subject}: walk order finds the same set");
+            let by_id = streamed(&c, subject, LookupOrder::ById { after: None }).await;
+            assert_eq!(by_id, listed, "{subject}: by id");
+            for (k, last) in walked.iter().enumerate() {
+                let rest = streamed(&c, subject, LookupOrder::Walk { after: Some(last) }).await;
+                assert_eq!(rest, walked[k + 1..], "{subject}: resumed after {last}");
+                let rest = streamed(&c, subject, LookupOrder::ById { after: Some(last) }).await;
+                let above: Vec<String> = listed.iter().filter(|id| *id > last).cloned().collect();
+                assert_eq!(rest, above, "{subject}: resumed by id after {last}");
+            }
+        }
+    }
+    // The caller stops the stream.
+    let c = ctx(&ds);
+    let mut taken = Vec::new();
+    lookup_resources_with(
+        &c,
+        "document",
+        "view",
+        &subj("user:alice"),
+        LookupOrder::Walk { after: None },
+        |r| {
+            taken.push(r.resource_id);
+            taken.len() < 2
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken.len(), 2);
+}
+
+#[tokio::test]
+async fn hints_change_the_order_of_evaluation_never_the_answer() {
+    let ds = store(DOCS, DOCS_RELS);
+    let c = ctx(&ds);
+    let root = obj("folder:root");
+    let sub = obj("folder:sub");
+    let hints = [
+        None,
+        Some(EvalHint::Computed("viewer")),
+        Some(EvalHint::Computed("edit")),
+        Some(EvalHint::Computed("banned")),
+        Some(EvalHint::Arrow {
+            tupleset: "folder",
+            computed: "view",
+            target: &sub,
+        }),
+        Some(EvalHint::Arrow {
+            tupleset: "folder",
+            computed: "view",
+            target: &root,
+        }),
+        Some(EvalHint::Arrow {
+            tupleset: "parent",
+            computed: "view",
+            target: &root,
+        }),
+    ];
+    for resource in [
+        "document:d",
+        "document:e",
+        "document:g",
+        "document:pub",
+        "folder:sub",
+    ] {
+        for permission in ["view", "both", "all_parents"] {
+            if resource.starts_with("folder") && permission != "view" {
+                continue;
+            }
+            for subject in ["user:alice", "user:bob", "user:carol", "user:dave"] {
+                let (r, s) = (obj(resource), subj(subject));
+                let want = check(&c, &r, permission, &s).await.unwrap();
+                for hint in hints {
+                    let fresh = uncached_ctx(&ds);
+                    let request = CheckRequest {
+                        hint,
+                        ..CheckRequest::new(&r, permission, &s)
+                    };
+                    let got = fresh
+                        .dispatch()
+                        .check_request(&fresh, &request, DEFAULT_MAX_DEPTH)
+                        .await
+                        .unwrap();
+                    assert_eq!(got, want, "{resource}#{permission}@{subject} with {hint:?}");
+                }
+            }
+        }
+    }
+}

@@ -5,9 +5,9 @@
 //! relationship updates it implies and its audit entry commit in one transaction.
 
 pub mod audit;
-pub mod prelude;
 pub mod directory;
 mod error;
+pub mod prelude;
 pub mod scope;
 
 pub use error::IdentityError;

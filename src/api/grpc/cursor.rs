@@ -67,11 +67,33 @@ pub fn encode_walk(revision: Revision, hash: [u8; HASH_LEN], after: &str) -> Cur
 }
 
 fn encode_as(version: u8, revision: Revision, hash: [u8; HASH_LEN], after: &str) -> Cursor {
+    /// Cursors up to this many bytes (before base64) are assembled on the stack.
+    const STACK_BYTES: usize = 160;
+    fn write(
+        out: &mut impl std::io::Write,
+        version: u8,
+        revision: Revision,
+        hash: &[u8; HASH_LEN],
+        after: &str,
+    ) -> std::io::Result<()> {
+        out.write_all(&[version])?;
+        out.write_all(&revision.get().to_be_bytes())?;
+        out.write_all(hash)?;
+        out.write_all(after.as_bytes())
+    }
+    let mut stack = [0u8; STACK_BYTES];
+    let mut rest: &mut [u8] = &mut stack;
+    if write(&mut rest, version, revision, &hash, after).is_ok() {
+        let used = STACK_BYTES - rest.len();
+        if let Some(bytes) = stack.get(..used) {
+            return Cursor {
+                token: STANDARD.encode(bytes),
+            };
+        }
+    }
     let mut bytes = Vec::with_capacity(1 + 8 + HASH_LEN + after.len());
-    bytes.push(version);
-    bytes.extend_from_slice(&revision.get().to_be_bytes());
-    bytes.extend_from_slice(&hash);
-    bytes.extend_from_slice(after.as_bytes());
+    // Writing to a Vec cannot fail.
+    let _ = write(&mut bytes, version, revision, &hash, after);
     Cursor {
         token: STANDARD.encode(bytes),
     }
@@ -127,14 +149,30 @@ mod tests {
             object_id: "2".to_string(),
         };
         let ha = parameter_hash("m", &a);
+        let long = "x".repeat(300);
+        assert_eq!(
+            decode(&encode(Revision::new(9), ha, &long), ha)
+                .unwrap()
+                .after,
+            long
+        );
         let c = encode(Revision::new(9), ha, "doc:1#viewer@user:x");
         let p = decode(&c, ha).unwrap();
         assert_eq!(p.revision, Revision::new(9));
         assert_eq!(p.after, "doc:1#viewer@user:x");
         assert_eq!(p.order, Order::ByKey);
         let w = decode(&encode_walk(Revision::new(9), ha, "d7"), ha).unwrap();
-        assert_eq!((w.revision, w.after.as_str(), w.order), (Revision::new(9), "d7", Order::Walk));
-        assert!(decode(&encode_walk(Revision::new(9), ha, "d7"), parameter_hash("m", &b)).is_err());
+        assert_eq!(
+            (w.revision, w.after.as_str(), w.order),
+            (Revision::new(9), "d7", Order::Walk)
+        );
+        assert!(
+            decode(
+                &encode_walk(Revision::new(9), ha, "d7"),
+                parameter_hash("m", &b)
+            )
+            .is_err()
+        );
         assert!(decode(&c, parameter_hash("m", &b)).is_err());
         assert!(decode(&c, parameter_hash("other", &a)).is_err());
         for garbage in ["", "%%%", "AQ==", "AgAAAA=="] {

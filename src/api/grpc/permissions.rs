@@ -1223,6 +1223,8 @@ impl StreamedLookup {
     const BUFFER: usize = 16;
     /// Longest a found result waits for its batch to fill before it is sent anyway.
     const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+    /// Results added to a batch between two looks at the clock.
+    const CLOCK_STRIDE: usize = 16;
 
     /// Runs the lookup on a blocking thread (it reads the store synchronously) and streams its
     /// results as they are confirmed: the first alone, at once, then in batches. A client that
@@ -1287,7 +1289,10 @@ impl StreamedLookup {
                     partial_caveat_info: info,
                 }));
                 sent += 1;
-                let due = flushed_at.is_none_or(|t| t.elapsed() >= Self::LINGER);
+                // The first result goes at once; then the clock is read every few results.
+                let due = flushed_at.is_none_or(|t| {
+                    batch.len() % Self::CLOCK_STRIDE == 0 && t.elapsed() >= Self::LINGER
+                });
                 if batch.len() >= Self::BATCH || due {
                     open = tx.blocking_send(std::mem::take(&mut batch)).is_ok();
                     flushed_at = Some(std::time::Instant::now());
@@ -1311,8 +1316,6 @@ impl StreamedLookup {
                 let _ = tx.blocking_send(batch);
             }
         });
-        Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx).flat_map(futures::stream::iter),
-        )
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx).flat_map(futures::stream::iter))
     }
 }
