@@ -1,10 +1,12 @@
 //! `CachingDispatch`: a shared, bounded cache of check sub-problem results, keyed by the
-//! revision they were computed at and never served at another. Results are context-free
+//! revision they were computed at and never served at another (and, in a quarter of its
+//! budget, of complete lookup answers, under the same rules). Results are context-free
 //! (caveats stay unevaluated until the top-level call), so a conditional result is cached as
 //! its caveat formula; an answer is never served at or after the earliest expiration it rests on.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -15,6 +17,7 @@ use super::context::EvalContext;
 use super::dispatch::{CheckRequest, Dispatch};
 use super::error::EvalError;
 use super::key::{CheckKey, with_encoded};
+use super::lookup::LookupAnswer;
 use super::types::{CheckResult, ExpandMode, ExpandTree, FoundSubject, LookupResult};
 
 struct Entry {
@@ -22,6 +25,68 @@ struct Entry {
     cost: usize,
     /// The insertion clock when it was last used, for eviction.
     last_used: AtomicU64,
+}
+
+/// One part in this many of the cache's budget holds complete lookup answers.
+const LOOKUP_SHARE: usize = 4;
+
+/// One kept lookup answer.
+struct LookupEntry {
+    answer: Arc<LookupAnswer>,
+    revision: Revision,
+    cost: usize,
+    /// The lookup clock when it was last served, for eviction.
+    last_used: u64,
+}
+
+/// The kept lookup answers (few and large, so one lock is enough).
+#[derive(Default)]
+struct LookupEntries {
+    map: HashMap<Box<[u8]>, LookupEntry>,
+    cost: usize,
+    clock: u64,
+    newest_revision: Revision,
+}
+
+impl LookupEntries {
+    /// Brings the answers down to `target` bytes: older revisions first, then the least
+    /// recently served.
+    fn evict(&mut self, target: usize) {
+        let newest = self.newest_revision;
+        let mut freed = 0usize;
+        self.map.retain(|_, e| {
+            let keep = e.revision >= newest;
+            if !keep {
+                freed += e.cost;
+            }
+            keep
+        });
+        self.cost = self.cost.saturating_sub(freed);
+        if self.cost <= target {
+            return;
+        }
+        let mut by_age: Vec<(u64, usize)> =
+            self.map.values().map(|e| (e.last_used, e.cost)).collect();
+        by_age.sort_unstable();
+        let mut cutoff = 0u64;
+        let mut left = self.cost;
+        for (used, cost) in by_age {
+            if left <= target {
+                break;
+            }
+            left = left.saturating_sub(cost);
+            cutoff = used;
+        }
+        let mut freed = 0usize;
+        self.map.retain(|_, e| {
+            let keep = e.last_used > cutoff;
+            if !keep {
+                freed += e.cost;
+            }
+            keep
+        });
+        self.cost = self.cost.saturating_sub(freed);
+    }
 }
 
 /// Shards of the entry map: each has its own lock, and many shards make two threads rarely
@@ -83,6 +148,11 @@ impl CacheStats {
 pub struct CachingDispatch {
     inner: Arc<dyn Dispatch>,
     entries: DashMap<CheckKey, Entry>,
+    /// Complete lookup answers.
+    lookups: Mutex<LookupEntries>,
+    /// Budget of the lookup answers.
+    max_lookup_cost: usize,
+    /// Budget of the check answers.
     max_cost: usize,
     cost: AtomicUsize,
     clock: AtomicU64,
@@ -91,12 +161,16 @@ pub struct CachingDispatch {
 }
 
 impl CachingDispatch {
-    /// A cache of at most about `max_cost` bytes in front of `inner`.
+    /// A cache of at most about `max_cost` bytes in front of `inner`: a quarter of it for
+    /// complete lookup answers, the rest for check answers.
     pub fn new(inner: Arc<dyn Dispatch>, max_cost: usize) -> Self {
+        let max_lookup_cost = max_cost / LOOKUP_SHARE;
         CachingDispatch {
             inner,
             entries: DashMap::with_shard_amount(CACHE_SHARDS),
-            max_cost,
+            lookups: Mutex::new(LookupEntries::default()),
+            max_lookup_cost,
+            max_cost: max_cost - max_lookup_cost,
             cost: AtomicUsize::new(0),
             clock: AtomicU64::new(0),
             newest_revision: AtomicU64::new(0),
@@ -258,6 +332,46 @@ impl Dispatch for CachingDispatch {
 
     fn caches_checks(&self) -> bool {
         true
+    }
+
+    fn cached_lookup(&self, key: &[u8], now: Timestamp) -> Option<Arc<LookupAnswer>> {
+        let mut lookups = self.lookups.lock().ok()?;
+        lookups.clock += 1;
+        let tick = lookups.clock;
+        let entry = lookups.map.get_mut(key)?;
+        if entry.answer.expires_at().is_some_and(|e| e <= now) {
+            if let Some(old) = lookups.map.remove(key) {
+                lookups.cost = lookups.cost.saturating_sub(old.cost);
+            }
+            return None;
+        }
+        entry.last_used = tick;
+        Some(Arc::clone(&entry.answer))
+    }
+
+    fn keep_lookup(&self, key: Box<[u8]>, revision: Revision, answer: Arc<LookupAnswer>) {
+        let cost = answer.cost() + key.len();
+        if cost > self.max_lookup_cost / 2 {
+            return;
+        }
+        let Ok(mut lookups) = self.lookups.lock() else {
+            return;
+        };
+        lookups.clock += 1;
+        let entry = LookupEntry {
+            answer,
+            revision,
+            cost,
+            last_used: lookups.clock,
+        };
+        lookups.newest_revision = lookups.newest_revision.max(revision);
+        if let Some(old) = lookups.map.insert(key, entry) {
+            lookups.cost = lookups.cost.saturating_sub(old.cost);
+        }
+        lookups.cost += cost;
+        if lookups.cost > self.max_lookup_cost {
+            lookups.evict(self.max_lookup_cost / 4 * 3);
+        }
     }
 
     async fn expand(

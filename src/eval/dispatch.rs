@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::model::{ObjectRef, SubjectRef};
+use crate::model::{ObjectRef, Revision, SubjectRef, Timestamp};
 
 use super::cache::{CacheStats, CachingDispatch};
 use super::context::EvalContext;
 use super::error::EvalError;
 use super::key::CheckKey;
 use super::local::LocalEvaluator;
+use super::lookup::LookupAnswer;
 use super::singleflight::SingleFlight;
 use super::types::{CheckResult, EvalHint, ExpandMode, ExpandTree, FoundSubject, LookupResult};
 
@@ -51,6 +52,19 @@ pub trait Dispatch: Send + Sync {
     /// that repeats sub-problems then needs no memo of its own. By default, no.
     fn caches_checks(&self) -> bool {
         false
+    }
+
+    /// The complete answer of a lookup (keyed by `lookup::lookup_key`) this layer keeps, if
+    /// it keeps one still valid at `now`. By default, none.
+    fn cached_lookup(&self, key: &[u8], now: Timestamp) -> Option<Arc<LookupAnswer>> {
+        let _ = (key, now);
+        None
+    }
+
+    /// Offers the complete answer of a lookup at `revision` to a layer that keeps answers.
+    /// By default, declined.
+    fn keep_lookup(&self, key: Box<[u8]>, revision: Revision, answer: Arc<LookupAnswer>) {
+        let _ = (key, revision, answer);
     }
 
     /// The userset tree of `resource#relation`.

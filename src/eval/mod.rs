@@ -34,7 +34,7 @@ pub use dispatch::{
 pub use error::EvalError;
 pub use key::CheckKey;
 pub use local::LocalEvaluator;
-pub use lookup::{LookupOrder, lookup_resources_with};
+pub use lookup::{LookupAnswer, LookupOrder, lookup_key, lookup_resources_with};
 pub use singleflight::SingleFlight;
 pub use types::{
     CheckResult, EvalHint, ExpandMode, ExpandNode, ExpandSubject, ExpandTree, FoundSubject,

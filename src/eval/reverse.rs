@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use crate::model::{ObjectRef, SubjectFilter, SubjectRef, WILDCARD};
+use crate::model::{ObjectRef, SubjectFilter, SubjectRef, Timestamp, WILDCARD};
 use crate::schema::{AllowedKind, RelationKind, Rewrite, Schema};
 
 use super::context::EvalContext;
@@ -263,6 +263,8 @@ pub(super) struct Walk<'s> {
     /// Resources read through an arrow's tupleset, kept for the kinds still to read them, with
     /// how many of those are left.
     arrow_memo: HashMap<(ObjectRef, ArrowRead<'s>), (Vec<ObjectRef>, usize)>,
+    /// The earliest expiration of a relationship the walk has read.
+    expires_at: Option<Timestamp>,
     seen: HashSet<Node<'s>>,
     /// Nodes to expand, with their type as the schema spells it.
     queue: VecDeque<(Node<'s>, &'s str)>,
@@ -298,6 +300,7 @@ impl<'s> Walk<'s> {
             expanded: 0,
             arrow_readers: Vec::new(),
             arrow_memo: HashMap::new(),
+            expires_at: None,
             seen: HashSet::new(),
             queue: VecDeque::new(),
             found: VecDeque::new(),
@@ -359,6 +362,12 @@ impl<'s> Walk<'s> {
         if start || self.relevant.contains(&(kind_type, node.1)) {
             self.queue.push_back((node, kind_type));
         }
+    }
+
+    /// The earliest expiration of a relationship read so far: what the walk found holds until
+    /// then.
+    pub(super) fn expires_at(&self) -> Option<Timestamp> {
+        self.expires_at
     }
 
     /// The next candidate and how it was reached, or `None` once the walk is over.
@@ -427,7 +436,7 @@ impl<'s> Walk<'s> {
     /// The resources of the live relationships of `definition#read_relation` whose subject
     /// matches `filter`.
     fn read_resources(
-        &self,
+        &mut self,
         definition: &str,
         read_relation: &str,
         filter: &SubjectFilter,
@@ -441,6 +450,9 @@ impl<'s> Walk<'s> {
         {
             let rel = rel?;
             if !rel.is_expired_at(now) {
+                if let Some(e) = rel.expiration() {
+                    self.expires_at = Some(self.expires_at.map_or(e, |m| m.min(e)));
+                }
                 out.push(rel.resource().clone());
             }
         }

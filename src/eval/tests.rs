@@ -715,10 +715,20 @@ async fn bulk_items_evaluate_caveats_with_their_own_context() {
     assert!(is_conditional(&got[2]));
 }
 
-/// Every result of a streamed lookup, in the order given.
+/// Every result of a streamed lookup of `document#view`, in the order given.
 async fn streamed(c: &EvalContext, subject: &str, order: LookupOrder<'_>) -> Vec<String> {
+    streamed_of(c, "view", subject, order).await
+}
+
+/// Every result of a streamed lookup of `document#permission`, in the order given.
+async fn streamed_of(
+    c: &EvalContext,
+    permission: &str,
+    subject: &str,
+    order: LookupOrder<'_>,
+) -> Vec<String> {
     let mut out = Vec::new();
-    lookup_resources_with(c, "document", "view", &subj(subject), order, |r| {
+    lookup_resources_with(c, "document", permission, &subj(subject), order, |r| {
         out.push(r.resource_id);
         true
     })
@@ -834,5 +844,42 @@ async fn hints_change_the_order_of_evaluation_never_the_answer() {
                 }
             }
         }
+    }
+}
+
+#[tokio::test]
+async fn kept_lookup_answers_are_replayed_only_until_an_expiration_they_rest_on() {
+    let ds = store(
+        CAVEATED,
+        &[
+            "document:d#viewer@team:t#member",
+            "team:t#member@user:member[expiration:2030-02-01T00:00:00Z]",
+            "document:e#viewer@user:member",
+            "document:b#viewer@user:banned",
+            "document:b#banned@user:banned[expiration:2030-01-15T00:00:00Z]",
+        ],
+    );
+    // One chain (one cache) shared by contexts at different clocks.
+    let chain = dispatch_chain();
+    let at_time = |t: &str| {
+        let snap = ds.snapshot(ds.head_revision().unwrap()).unwrap();
+        EvalContext::new(snap, Arc::clone(&chain), EvalConfig::default(), at(t)).unwrap()
+    };
+    let walk = LookupOrder::Walk { after: None };
+    for (permission, user, before, after) in [
+        ("view", "user:member", vec!["d", "e"], vec!["e"]),
+        ("view_unbanned", "user:banned", vec![], vec!["b"]),
+    ] {
+        let early = at_time("2029-12-31T00:00:00Z");
+        let mut first = streamed_of(&early, permission, user, walk).await;
+        first.sort();
+        assert_eq!(first, before, "{user} walked");
+        let mut again = streamed_of(&early, permission, user, walk).await;
+        again.sort();
+        assert_eq!(again, before, "{user} replayed");
+        let late = at_time("2030-03-01T00:00:00Z");
+        let mut later = streamed_of(&late, permission, user, walk).await;
+        later.sort();
+        assert_eq!(later, after, "{user} after an expiration");
     }
 }

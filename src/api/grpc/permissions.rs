@@ -1266,8 +1266,8 @@ impl StreamedLookup {
                         Ok(true) => {}
                         Ok(false) => return open && sent < limit,
                         Err(e) => {
+                            // Stops the walk; the error goes out with the last batch.
                             batch.push(Err(e.into_status()));
-                            open = false;
                             return false;
                         }
                     }
