@@ -6,18 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::api::grpc::proto::arbor::v1 as pb;
-use crate::identity::audit::{AuditChange, AuditEntry};
-
-/// Lowercase hex of a hash.
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
+use crate::identity::audit::{AuditChange, AuditEntry, hex};
 
 /// The fields of one entry as text, whichever form it came in; `render` is the only place
 /// that names the JSON fields.

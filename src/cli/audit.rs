@@ -326,7 +326,7 @@ fn summary(report: &VerifyReport, anchor: Option<&Anchor>) -> String {
             "audit log intact: {} entries (seq {first}..{}), head {}",
             report.entries,
             head.seq,
-            hex(&head.hash)
+            arbor::identity::audit::hex(&head.hash)
         ),
         _ => "audit log intact: no entries".to_string(),
     };
@@ -340,10 +340,6 @@ fn summary(report: &VerifyReport, anchor: Option<&Anchor>) -> String {
         ));
     }
     line
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes one entry as a JSON line.

@@ -15,7 +15,7 @@ use super::{ResponseStream, Shared};
 use crate::api::auth::Caller;
 use crate::api::status::ApiError;
 use crate::identity::audit::anchor::{Anchor, AnchorPublicKey, read_anchor_file};
-use crate::identity::audit::{self, AuditChange, AuditEntry, AuditQuery};
+use crate::identity::audit::{self, AuditChange, AuditEntry, AuditQuery, hex};
 use crate::identity::{IdentityError, Source};
 use crate::model::Timestamp;
 
@@ -82,22 +82,13 @@ impl AuditApi {
             asked.to_string()
         };
         if guard.scope().is_some() {
-            let head = self.shared.datastore.head_revision()?;
-            let deadline = std::time::Instant::now() + self.shared.config.max_request_duration;
-            let ctx = self.shared.eval_context(
-                head,
-                crate::identity::scope::ORGANIZATION_TYPE,
-                crate::model::ContextMap::new(),
-                deadline,
-            )?;
+            let ctx = self
+                .shared
+                .head_context(crate::identity::scope::ORGANIZATION_TYPE)?;
             guard.require_org(&ctx, &org).await?;
         }
         Ok(Some(subtree_at_head(&self.shared, &org)?))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn optional_time(field: &str, text: &str) -> Result<Option<Timestamp>, ApiError> {

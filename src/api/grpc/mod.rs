@@ -150,6 +150,14 @@ impl Shared {
             .with_deadline(deadline))
     }
 
+    /// An evaluation context at the head revision without caveat context, for deciding a
+    /// delegated caller's scope before a change (and for audit queries).
+    fn head_context(&self, resource_type: &str) -> Result<EvalContext, ApiError> {
+        let head = self.datastore.head_revision()?;
+        let deadline = Instant::now() + self.config.max_request_duration;
+        self.eval_context(head, resource_type, ContextMap::new(), deadline)
+    }
+
     /// A request caveat context, refused above `max_caveat_context_bytes` (as SpiceDB measures:
     /// the encoded size of the `Struct`).
     fn caveat_context(

@@ -12,14 +12,13 @@ use super::consistency::encode_zedtoken;
 use super::guard::Guard;
 use super::proto::arbor::v1 as pb;
 use crate::api::status::ApiError;
-use crate::eval::EvalContext;
 use crate::identity::directory::{
     Branding, Credential, Directory, ExternalId, ImpersonationSession, Invitation, InvitationState,
     NewOrganization, NewUser, OrgUpdate, Organization, Role, User, UserState,
 };
 use crate::identity::scope::{self, ORGANIZATION_TYPE};
 use crate::identity::{IdentityError, Source};
-use crate::model::{ContextMap, SubjectFilter, Timestamp};
+use crate::model::{SubjectFilter, Timestamp};
 
 use pb::impersonation_service_server::ImpersonationService;
 use pb::organization_service_server::OrganizationService;
@@ -46,20 +45,12 @@ impl OrganizationApi {
         OrganizationApi { shared, directory }
     }
 
-    /// An evaluation context at the head revision (where scope is decided for changes).
-    fn head_context(&self) -> Result<EvalContext, ApiError> {
-        let head = self.shared.datastore.head_revision()?;
-        let deadline = std::time::Instant::now() + self.shared.config.max_request_duration;
-        self.shared
-            .eval_context(head, ORGANIZATION_TYPE, ContextMap::new(), deadline)
-    }
-
     /// Refuses a delegated caller unless `org` is in its scope.
     async fn require_org(&self, guard: &Guard, org: &str) -> Result<(), ApiError> {
         if guard.scope().is_none() {
             return Ok(());
         }
-        let ctx = self.head_context()?;
+        let ctx = self.shared.head_context(ORGANIZATION_TYPE)?;
         guard.require_org(&ctx, org).await
     }
 
@@ -78,7 +69,7 @@ impl OrganizationApi {
         if guard.scope().is_none() {
             return Ok(());
         }
-        let ctx = self.head_context()?;
+        let ctx = self.shared.head_context(ORGANIZATION_TYPE)?;
         let filter = SubjectFilter {
             subject_type: "user".to_string(),
             subject_id: Some(user.to_string()),

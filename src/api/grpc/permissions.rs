@@ -322,18 +322,6 @@ impl PermissionsApi {
         ScopeFilter::new(guard, ctx)
     }
 
-    /// An evaluation context at the head revision, for deciding a delegated caller's writes.
-    fn head_context(&self, resource_type: &str) -> Result<EvalContext, ApiError> {
-        let head = self.shared.datastore.head_revision()?;
-        let deadline = std::time::Instant::now() + self.shared.config.max_request_duration;
-        self.shared.eval_context(
-            head,
-            resource_type,
-            crate::model::ContextMap::new(),
-            deadline,
-        )
-    }
-
     async fn check_one(
         &self,
         ctx: &EvalContext,
@@ -471,7 +459,7 @@ impl PermissionsService for PermissionsApi {
                 .first()
                 .map(|(_, r)| r.resource().object_type().to_string())
                 .unwrap_or_default();
-            let ctx = self.head_context(&first_type)?;
+            let ctx = self.shared.head_context(&first_type)?;
             let asked: Vec<(UpdateKind, Relationship)> = updates
                 .iter()
                 .map(|(op, rel)| {
@@ -549,7 +537,9 @@ impl PermissionsService for PermissionsApi {
         let allow_partial = req.optional_allow_partial_deletions;
         if guard.scope().is_some() {
             // Every relationship the filter matches now must be inside the caller's scope.
-            let ctx = self.head_context(filter.resource_type.as_deref().unwrap_or_default())?;
+            let ctx = self
+                .shared
+                .head_context(filter.resource_type.as_deref().unwrap_or_default())?;
             require_preconditions_in_scope(&guard, &ctx, &preconditions).await?;
             let mut checked: HashSet<ObjectRef> = HashSet::new();
             for rel in ctx.snapshot().read(&filter, None) {
@@ -906,7 +896,10 @@ impl PermissionsService for PermissionsApi {
                         action: "relationships.import".to_string(),
                         details: vec![
                             ("loaded".to_string(), summary.loaded.to_string()),
-                            ("digest_sha256".to_string(), hex(&summary.digest)),
+                            (
+                                "digest_sha256".to_string(),
+                                crate::identity::audit::hex(&summary.digest),
+                            ),
                         ],
                         ..Default::default()
                     };
@@ -1029,11 +1022,6 @@ fn resume_after(after: Option<String>) -> Result<Option<Relationship>, ApiError>
             })
         })
         .transpose()
-}
-
-/// Lowercase hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Field names of a bulk check item's parts, for errors.

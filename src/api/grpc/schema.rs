@@ -136,10 +136,7 @@ impl SchemaService for SchemaApi {
         let actor = guard.actor(Source::Api, None);
         let digest = {
             use sha2::Digest as _;
-            sha2::Sha256::digest(text.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            crate::identity::audit::hex(&sha2::Sha256::digest(text.as_bytes()))
         };
         let revision = self
             .shared

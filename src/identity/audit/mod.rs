@@ -17,6 +17,7 @@ use crate::store::RecordFamily;
 use super::Actor;
 
 pub use chain::{MAX_READ, append, base, head, read_after};
+pub use codec::hex;
 pub use query::{
     AuditPage, AuditQuery, DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, QUERY_SCAN_BUDGET, query,
 };
