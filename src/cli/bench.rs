@@ -34,6 +34,8 @@ pub enum Op {
     LookupSubjects,
     /// WriteRelationships: TOUCH one new viewer relationship per call.
     Write,
+    /// `grpc.health.v1.Health/Check`: a no-op RPC, the cost of the transport itself.
+    Health,
 }
 
 /// Consistency asked for on reads.
@@ -86,12 +88,27 @@ pub struct BenchArgs {
     /// Verify this many check answers against `expected.txt` (or `model_answers.txt`) before timing.
     #[arg(long, default_value_t = 50)]
     pub verify: usize,
+    /// Ask every check of `checks.txt` once (fully consistent) before timing and write
+    /// `check<TAB>answer` lines to this file, to compare servers' answers line by line.
+    #[arg(long, value_name = "FILE")]
+    pub answers_out: Option<PathBuf>,
+    /// With `--answers-out`: ask only the first N checks (0: all of them).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub answers_limit: usize,
+    /// Process id of a server on this machine whose resident memory (VmRSS) to report after
+    /// the run, for servers without Arbor's metrics endpoint (e.g. the SpiceDB peer).
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
     /// Arbor's Prometheus endpoint (e.g. `http://127.0.0.1:9090/metrics`) for the cache hit ratio and RSS.
     #[arg(long)]
     pub metrics_url: Option<String>,
     /// A label for this run in the output (e.g. `arbor-warm`).
     #[arg(long, default_value = "")]
     pub label: String,
+    /// Threads of the load generator's async runtime (0: one per CPU core). On a machine it
+    /// shares with the server, one thread often drives the most.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
     /// Print one JSON line with the results after the table.
     #[arg(long)]
     pub json: bool,
@@ -128,6 +145,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// One line of checks.txt: `type:id#permission@type:id[#relation]`.
 #[derive(Debug, Clone)]
 struct CheckLine {
+    /// The line as written.
+    text: String,
     resource_type: String,
     resource_id: String,
     permission: String,
@@ -140,6 +159,7 @@ fn parse_check(line: &str, lineno: usize) -> anyhow::Result<CheckLine> {
     let rel = Relationship::parse(line)
         .map_err(|e| anyhow!("checks.txt:{lineno}:{}: {}", e.column, e.message))?;
     Ok(CheckLine {
+        text: line.to_string(),
         resource_type: rel.resource().object_type().to_string(),
         resource_id: rel.resource().object_id().to_string(),
         permission: rel.relation().to_string(),
@@ -361,6 +381,75 @@ async fn verify(args: &BenchArgs, channel: Channel, checks: &[CheckLine]) -> any
     Ok(n)
 }
 
+/// Checks in flight while `--answers-out` asks every check.
+const ANSWER_CONCURRENCY: usize = 8;
+
+/// Asks every check (or the first `--answers-limit`) once, fully consistent, and writes
+/// `check<TAB>answer` lines (`error: CODE` for a failed call) to `path`.
+async fn write_answers(
+    args: &BenchArgs,
+    path: &Path,
+    channel: Channel,
+    checks: &[CheckLine],
+) -> anyhow::Result<()> {
+    use futures::StreamExt as _;
+    let n = if args.answers_limit == 0 {
+        checks.len()
+    } else {
+        args.answers_limit.min(checks.len())
+    };
+    let bar = indicatif::ProgressBar::new(n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "answers {bar:40} {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let token = args.token.as_str();
+    let answers: Vec<String> = futures::stream::iter(checks.iter().take(n))
+        .map(|c| {
+            let mut client = PermissionsServiceClient::new(channel.clone());
+            let bar = bar.clone();
+            async move {
+                let req = authed(
+                    pb::CheckPermissionRequest {
+                        consistency: consistency(ConsistencyArg::FullyConsistent),
+                        resource: Some(object(&c.resource_type, &c.resource_id)),
+                        permission: c.permission.clone(),
+                        subject: Some(subject(c)),
+                        ..Default::default()
+                    },
+                    token,
+                );
+                let answer = match req {
+                    Ok(req) => match client.check_permission(req).await {
+                        Ok(resp) => answer_of(resp.into_inner().permissionship).to_string(),
+                        Err(s) => format!("error: {:?}", s.code()),
+                    },
+                    Err(e) => format!("error: {e}"),
+                };
+                bar.inc(1);
+                format!("{}\t{answer}\n", c.text)
+            }
+        })
+        .buffered(ANSWER_CONCURRENCY)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    std::fs::write(path, answers.concat())
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {n} answers to {}", path.display());
+    Ok(())
+}
+
+/// Resident memory of a local process in MiB, from `/proc/PID/status`.
+fn rss_of_pid(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 /// What one client measured.
 #[derive(Default)]
 struct ClientResult {
@@ -395,6 +484,7 @@ impl CallOutcome {
 /// generator shares the machine with the server, so it spends as little CPU per item as it can.
 struct Wire {
     client: PermissionsServiceClient<Channel>,
+    health: tonic_health::pb::health_client::HealthClient<Channel>,
     raw: tonic::client::Grpc<Channel>,
     encoded_bulk: std::collections::HashMap<usize, prost::bytes::Bytes>,
 }
@@ -413,6 +503,7 @@ async fn run_client(
 ) -> ClientResult {
     let mut wire = Wire {
         client: PermissionsServiceClient::new(channel.clone()),
+        health: tonic_health::pb::health_client::HealthClient::new(channel.clone()),
         raw: tonic::client::Grpc::new(channel),
         encoded_bulk: std::collections::HashMap::new(),
     };
@@ -550,6 +641,15 @@ async fn one_call(
                 return CallOutcome::of(false, 0);
             };
             CallOutcome::of(client.write_relationships(req).await.is_ok(), 1)
+        }
+        Op::Health => {
+            let req = tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            };
+            let Ok(req) = authed(req, token) else {
+                return CallOutcome::of(false, 0);
+            };
+            CallOutcome::of(wire.health.check(req).await.is_ok(), 1)
         }
     }
 }
@@ -739,6 +839,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             eprintln!("verified {n} answers against the workload's expected answers");
         }
     }
+    if let Some(path) = &args.answers_out {
+        write_answers(&args, path, first.clone(), &checks).await?;
+    }
     let before = match &args.metrics_url {
         Some(url) => Some(fetch_metrics(url).await?),
         None => None,
@@ -788,6 +891,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             hit_ratio = Some(hits / (hits + misses));
         }
         rss_mib = metric_sum(&after, "process_resident_memory_bytes").map(|b| b / 1048576.0);
+    }
+    if rss_mib.is_none() {
+        rss_mib = args.server_pid.and_then(rss_of_pid);
     }
     let op = format!("{:?}", args.op).to_lowercase();
     println!(

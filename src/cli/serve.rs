@@ -219,6 +219,12 @@ pub struct ServeArgs {
     /// Independent of --datastore-gc-window.
     #[arg(long, value_name = "DURATION", env = "ARBOR_AUDIT_RETENTION", value_parser = parse_duration)]
     audit_retention: Option<Duration>,
+
+    /// Threads of the async runtime that serves requests and evaluates checks. Unset or 0: one
+    /// per CPU core. Fewer can serve more when a client shares the machine (a load generator
+    /// on loopback) or under a CPU limit.
+    #[arg(long, value_name = "N", env = "ARBOR_WORKER_THREADS")]
+    worker_threads: Option<usize>,
 }
 
 impl ServeArgs {
@@ -259,6 +265,7 @@ impl ServeArgs {
             audit_anchor_file: self.audit_anchor_file.clone(),
             audit_anchor_key_file: self.audit_anchor_key_file.clone(),
             audit_retention: self.audit_retention,
+            worker_threads: self.worker_threads,
         }
     }
 }
@@ -266,7 +273,11 @@ impl ServeArgs {
 /// Runs the server until SIGINT or SIGTERM; exit code 0 after a clean stop.
 pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
     let config = Config::resolve(args.overrides())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.worker_threads > 0 {
+        builder.worker_threads(config.worker_threads);
+    }
+    let runtime = builder
         .enable_all()
         .thread_name("arbor-worker")
         .build()

@@ -12,10 +12,10 @@ use crate::model::{ContextMap, ObjectRef, SubjectRef};
 use crate::store::StoreError;
 
 use super::context::EvalContext;
-use super::dispatch::{CheckRequest, Dispatch};
+use super::dispatch::{CheckRequest, Dispatch, Layer};
 use super::error::EvalError;
-use super::key::{CheckKey, with_encoded};
-use super::types::{CheckResult, ExpandMode, ExpandTree, FoundSubject, LookupResult};
+use super::key::CheckKey;
+use super::types::CheckResult;
 
 /// One check of a bulk request.
 #[derive(Debug, Clone, Copy)]
@@ -162,17 +162,9 @@ impl RequestMemo {
 }
 
 #[async_trait]
-impl Dispatch for RequestMemo {
-    async fn check(
-        &self,
-        ctx: &EvalContext,
-        resource: &ObjectRef,
-        relation: &str,
-        subject: &SubjectRef,
-        depth: u32,
-    ) -> Result<CheckResult, EvalError> {
-        self.check_request(ctx, &CheckRequest::new(resource, relation, subject), depth)
-            .await
+impl Layer for RequestMemo {
+    fn inner(&self) -> &dyn Dispatch {
+        self.inner.as_ref()
     }
 
     async fn check_request(
@@ -182,33 +174,14 @@ impl Dispatch for RequestMemo {
         depth: u32,
     ) -> Result<CheckResult, EvalError> {
         let revision = ctx.snapshot().revision();
-        let hit = match request.key {
-            Some(key) => self.get(key.bytes()),
-            None => with_encoded(
-                revision,
-                request.resource,
-                request.relation,
-                request.subject,
-                |key| self.get(key),
-            ),
-        };
-        if let Some(hit) = hit {
+        if let Some(hit) = request.with_key_bytes(revision, |key| self.get(key)) {
             return Ok(hit);
         }
-        let key = match request.key {
-            Some(key) => key.clone(),
-            None => CheckKey::new(
-                revision,
-                request.resource,
-                request.relation,
-                request.subject,
-            ),
-        };
-        let below = CheckRequest {
-            key: Some(&key),
-            ..*request
-        };
-        let result = self.inner.check_request(ctx, &below, depth).await?;
+        let key = request.owned_key(revision);
+        let result = self
+            .inner
+            .check_request(ctx, &request.keyed(&key), depth)
+            .await?;
         if let Ok(mut checks) = self.checks.lock() {
             checks.insert(key, result.clone());
         }
@@ -217,52 +190,5 @@ impl Dispatch for RequestMemo {
 
     fn caches_checks(&self) -> bool {
         true
-    }
-
-    async fn expand(
-        &self,
-        ctx: &EvalContext,
-        resource: &ObjectRef,
-        relation: &str,
-        mode: ExpandMode,
-        depth: u32,
-    ) -> Result<ExpandTree, EvalError> {
-        self.inner
-            .expand(ctx, resource, relation, mode, depth)
-            .await
-    }
-
-    async fn lookup_resources(
-        &self,
-        ctx: &EvalContext,
-        resource_type: &str,
-        relation: &str,
-        subject: &SubjectRef,
-        depth: u32,
-    ) -> Result<Vec<LookupResult>, EvalError> {
-        self.inner
-            .lookup_resources(ctx, resource_type, relation, subject, depth)
-            .await
-    }
-
-    async fn lookup_subjects(
-        &self,
-        ctx: &EvalContext,
-        resource: &ObjectRef,
-        relation: &str,
-        subject_type: &str,
-        subject_relation: Option<&str>,
-        depth: u32,
-    ) -> Result<Vec<FoundSubject>, EvalError> {
-        self.inner
-            .lookup_subjects(
-                ctx,
-                resource,
-                relation,
-                subject_type,
-                subject_relation,
-                depth,
-            )
-            .await
     }
 }

@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use dashmap::DashMap;
 
-use crate::model::{ObjectRef, Revision, SubjectRef, Timestamp};
+use crate::model::{Revision, Timestamp};
 
 use super::context::EvalContext;
-use super::dispatch::{CheckRequest, Dispatch};
+use super::dispatch::{CheckRequest, Dispatch, Layer};
 use super::error::EvalError;
-use super::key::{CheckKey, with_encoded};
+use super::key::CheckKey;
 use super::lookup::LookupAnswer;
-use super::types::{CheckResult, ExpandMode, ExpandTree, FoundSubject, LookupResult};
+use super::types::CheckResult;
 
 struct Entry {
     result: CheckResult,
@@ -277,17 +277,9 @@ impl CachingDispatch {
 }
 
 #[async_trait]
-impl Dispatch for CachingDispatch {
-    async fn check(
-        &self,
-        ctx: &EvalContext,
-        resource: &ObjectRef,
-        relation: &str,
-        subject: &SubjectRef,
-        depth: u32,
-    ) -> Result<CheckResult, EvalError> {
-        self.check_request(ctx, &CheckRequest::new(resource, relation, subject), depth)
-            .await
+impl Layer for CachingDispatch {
+    fn inner(&self) -> &dyn Dispatch {
+        self.inner.as_ref()
     }
 
     async fn check_request(
@@ -297,35 +289,16 @@ impl Dispatch for CachingDispatch {
         depth: u32,
     ) -> Result<CheckResult, EvalError> {
         let revision = ctx.snapshot().revision();
-        let hit = match request.key {
-            Some(key) => self.lookup(key.bytes(), ctx.now()),
-            None => with_encoded(
-                revision,
-                request.resource,
-                request.relation,
-                request.subject,
-                |key| self.lookup(key, ctx.now()),
-            ),
-        };
-        if let Some(hit) = hit {
+        if let Some(hit) = request.with_key_bytes(revision, |key| self.lookup(key, ctx.now())) {
             self.stats.hits.add(1);
             return Ok(hit);
         }
         self.stats.misses.add(1);
-        let key = match request.key {
-            Some(key) => key.clone(),
-            None => CheckKey::new(
-                revision,
-                request.resource,
-                request.relation,
-                request.subject,
-            ),
-        };
-        let below = CheckRequest {
-            key: Some(&key),
-            ..*request
-        };
-        let result = self.inner.check_request(ctx, &below, depth).await?;
+        let key = request.owned_key(revision);
+        let result = self
+            .inner
+            .check_request(ctx, &request.keyed(&key), depth)
+            .await?;
         self.insert(key, result.clone());
         Ok(result)
     }
@@ -372,53 +345,6 @@ impl Dispatch for CachingDispatch {
         if lookups.cost > self.max_lookup_cost {
             lookups.evict(self.max_lookup_cost / 4 * 3);
         }
-    }
-
-    async fn expand(
-        &self,
-        ctx: &EvalContext,
-        resource: &ObjectRef,
-        relation: &str,
-        mode: ExpandMode,
-        depth: u32,
-    ) -> Result<ExpandTree, EvalError> {
-        self.inner
-            .expand(ctx, resource, relation, mode, depth)
-            .await
-    }
-
-    async fn lookup_resources(
-        &self,
-        ctx: &EvalContext,
-        resource_type: &str,
-        relation: &str,
-        subject: &SubjectRef,
-        depth: u32,
-    ) -> Result<Vec<LookupResult>, EvalError> {
-        self.inner
-            .lookup_resources(ctx, resource_type, relation, subject, depth)
-            .await
-    }
-
-    async fn lookup_subjects(
-        &self,
-        ctx: &EvalContext,
-        resource: &ObjectRef,
-        relation: &str,
-        subject_type: &str,
-        subject_relation: Option<&str>,
-        depth: u32,
-    ) -> Result<Vec<FoundSubject>, EvalError> {
-        self.inner
-            .lookup_subjects(
-                ctx,
-                resource,
-                relation,
-                subject_type,
-                subject_relation,
-                depth,
-            )
-            .await
     }
 }
 

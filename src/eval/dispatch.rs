@@ -1,4 +1,5 @@
-//! The `Dispatch` trait (one sub-problem at a time) and the one function that assembles the chain.
+//! The `Dispatch` trait (one sub-problem at a time), `Layer` (a link of the chain that forwards
+//! what it does not intercept), and the one function that assembles the chain.
 
 use std::sync::Arc;
 
@@ -97,6 +98,122 @@ pub trait Dispatch: Send + Sync {
         subject_relation: Option<&str>,
         depth: u32,
     ) -> Result<Vec<FoundSubject>, EvalError>;
+}
+
+/// A layer of the chain in front of another dispatcher (`inner`): it handles check
+/// sub-problems its own way (`check_request`) and passes everything else down unchanged, so a
+/// layer writes only what it intercepts. Every `Layer` is a `Dispatch` (`check` is its
+/// `check_request` without key or hint).
+#[async_trait]
+pub trait Layer: Send + Sync {
+    /// The dispatcher below this layer.
+    fn inner(&self) -> &dyn Dispatch;
+
+    /// This layer's answer to a check sub-problem (it asks `inner()` for what it cannot answer).
+    async fn check_request(
+        &self,
+        ctx: &EvalContext,
+        request: &CheckRequest<'_>,
+        depth: u32,
+    ) -> Result<CheckResult, EvalError>;
+
+    /// As `Dispatch::caches_checks`; by default, whether the layers below keep them.
+    fn caches_checks(&self) -> bool {
+        self.inner().caches_checks()
+    }
+
+    /// As `Dispatch::cached_lookup`; by default, the layers below's.
+    fn cached_lookup(&self, key: &[u8], now: Timestamp) -> Option<Arc<LookupAnswer>> {
+        self.inner().cached_lookup(key, now)
+    }
+
+    /// As `Dispatch::keep_lookup`; by default, offered to the layers below.
+    fn keep_lookup(&self, key: Box<[u8]>, revision: Revision, answer: Arc<LookupAnswer>) {
+        self.inner().keep_lookup(key, revision, answer);
+    }
+}
+
+#[async_trait]
+impl<L: Layer> Dispatch for L {
+    async fn check(
+        &self,
+        ctx: &EvalContext,
+        resource: &ObjectRef,
+        relation: &str,
+        subject: &SubjectRef,
+        depth: u32,
+    ) -> Result<CheckResult, EvalError> {
+        let request = CheckRequest::new(resource, relation, subject);
+        Layer::check_request(self, ctx, &request, depth).await
+    }
+
+    async fn check_request(
+        &self,
+        ctx: &EvalContext,
+        request: &CheckRequest<'_>,
+        depth: u32,
+    ) -> Result<CheckResult, EvalError> {
+        Layer::check_request(self, ctx, request, depth).await
+    }
+
+    fn caches_checks(&self) -> bool {
+        Layer::caches_checks(self)
+    }
+
+    fn cached_lookup(&self, key: &[u8], now: Timestamp) -> Option<Arc<LookupAnswer>> {
+        Layer::cached_lookup(self, key, now)
+    }
+
+    fn keep_lookup(&self, key: Box<[u8]>, revision: Revision, answer: Arc<LookupAnswer>) {
+        Layer::keep_lookup(self, key, revision, answer);
+    }
+
+    async fn expand(
+        &self,
+        ctx: &EvalContext,
+        resource: &ObjectRef,
+        relation: &str,
+        mode: ExpandMode,
+        depth: u32,
+    ) -> Result<ExpandTree, EvalError> {
+        self.inner()
+            .expand(ctx, resource, relation, mode, depth)
+            .await
+    }
+
+    async fn lookup_resources(
+        &self,
+        ctx: &EvalContext,
+        resource_type: &str,
+        relation: &str,
+        subject: &SubjectRef,
+        depth: u32,
+    ) -> Result<Vec<LookupResult>, EvalError> {
+        self.inner()
+            .lookup_resources(ctx, resource_type, relation, subject, depth)
+            .await
+    }
+
+    async fn lookup_subjects(
+        &self,
+        ctx: &EvalContext,
+        resource: &ObjectRef,
+        relation: &str,
+        subject_type: &str,
+        subject_relation: Option<&str>,
+        depth: u32,
+    ) -> Result<Vec<FoundSubject>, EvalError> {
+        self.inner()
+            .lookup_subjects(
+                ctx,
+                resource,
+                relation,
+                subject_type,
+                subject_relation,
+                depth,
+            )
+            .await
+    }
 }
 
 /// One check sub-problem on its way down the chain.

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use crate::model::{ObjectRef, Revision, SubjectRef};
 
+use super::dispatch::CheckRequest;
+
 /// Approximate bytes of one cached entry besides its key (slot, Arc header, result).
 const ENTRY_OVERHEAD_BYTES: usize = 96;
 
@@ -56,6 +58,37 @@ impl CheckKey {
 impl std::borrow::Borrow<[u8]> for CheckKey {
     fn borrow(&self) -> &[u8] {
         &self.0
+    }
+}
+
+/// The key of a check sub-problem as the layers of the chain use it.
+impl<'a> CheckRequest<'a> {
+    /// `f` of the request's key at `revision`: the one a layer above built, else an encoding
+    /// on the stack (a lookup that misses allocates nothing).
+    pub(super) fn with_key_bytes<R>(&self, revision: Revision, f: impl FnOnce(&[u8]) -> R) -> R {
+        match self.key {
+            Some(key) => f(key.bytes()),
+            None => with_encoded(revision, self.resource, self.relation, self.subject, f),
+        }
+    }
+
+    /// The request's key at `revision`: the one a layer above built (shared), else a new one.
+    pub(super) fn owned_key(&self, revision: Revision) -> CheckKey {
+        match self.key {
+            Some(key) => key.clone(),
+            None => CheckKey::new(revision, self.resource, self.relation, self.subject),
+        }
+    }
+
+    /// The same sub-problem carrying `key` (its key, as this layer built it) to the layers below.
+    pub(super) fn keyed<'k>(&self, key: &'k CheckKey) -> CheckRequest<'k>
+    where
+        'a: 'k,
+    {
+        CheckRequest {
+            key: Some(key),
+            ..*self
+        }
     }
 }
 

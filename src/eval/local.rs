@@ -1,14 +1,24 @@
 //! `LocalEvaluator`: applies the schema's rewrites against the snapshot in the context.
-//! Union stops at the first unconditional yes, intersection at the first no; nested
-//! sub-problems are re-dispatched through the head of the chain, each spending depth.
+//! Union stops at the first unconditional yes, intersection at the first no, exclusion at a no
+//! base or a yes subtrahend; nested sub-problems are re-dispatched through the head of the
+//! chain, each spending depth. The operands of a rewrite (and the usersets of a relation, the
+//! targets of an arrow) are evaluated in order, one after another while each answers at once;
+//! one that has to wait (on a sub-problem in flight elsewhere) is polled beside the next ones,
+//! so they can decide the answer meanwhile (`combine`).
 
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 
 use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
 use crate::schema::{ArrowKind, RelationKind, Rewrite};
+use crate::store::StoreError;
 
 use super::caveat_expr::CaveatExpr;
 use super::context::EvalContext;
@@ -89,53 +99,70 @@ fn gate(
     }
 }
 
-/// Accumulates a union of results; `done()` once an unconditional yes is found.
+/// Combines the answers of a rewrite's operands in whatever order they arrive; the answer
+/// never depends on that order. An error is the answer only when the answer depends on the
+/// operand that failed: an operand that decides it alone (a yes in a union, a no in an
+/// intersection, a no base or a yes subtrahend in an exclusion) wins over errors elsewhere.
+trait Combine: Default {
+    /// Takes the answer of operand `index` (operands are numbered in the order they start).
+    fn add(&mut self, index: usize, r: Result<CheckResult, EvalError>);
+
+    /// Whether the answer is decided, whatever the operands still out would say.
+    fn done(&self) -> bool;
+
+    /// The answer, once every operand has answered or `done()`.
+    fn finish(self) -> Result<CheckResult, EvalError>;
+}
+
+/// What a union and an intersection keep of their operands' answers besides yes and no: the
+/// conditions, the earliest expiration, the first error.
 #[derive(Default)]
-struct UnionAcc {
-    has: bool,
+struct Kept {
     conditions: Vec<CaveatExpr>,
     expires_at: Option<Timestamp>,
     error: Option<EvalError>,
 }
 
-impl UnionAcc {
-    fn add(&mut self, r: Result<CheckResult, EvalError>) {
+impl Kept {
+    /// Keeps what `r` adds; `Some(true)` for an unconditional yes, `Some(false)` for a no.
+    fn keep(&mut self, r: Result<CheckResult, EvalError>) -> Option<bool> {
         match r {
             Ok(r) => {
                 self.expires_at = min_expiry(self.expires_at, r.expires_at);
                 match r.permissionship {
-                    Permissionship::Has => self.has = true,
-                    Permissionship::HasNot => {}
-                    Permissionship::Conditional(c) => self.conditions.push(c),
+                    Permissionship::Has => Some(true),
+                    Permissionship::HasNot => Some(false),
+                    Permissionship::Conditional(c) => {
+                        self.conditions.push(c);
+                        None
+                    }
                 }
             }
             Err(e) => {
                 if self.error.is_none() {
                     self.error = Some(e);
                 }
+                None
             }
         }
     }
 
-    fn done(&self) -> bool {
-        self.has
-    }
-
-    fn finish(self) -> Result<CheckResult, EvalError> {
-        let permissionship = if self.has {
-            Permissionship::Has
-        } else if let Some(e) = self.error {
-            return Err(e);
-        } else {
-            match self.conditions.len() {
-                0 => Permissionship::HasNot,
-                _ => Permissionship::Conditional(
-                    self.conditions
-                        .into_iter()
-                        .reduce(CaveatExpr::or)
-                        .unwrap_or(CaveatExpr::Or(Vec::new())),
-                ),
-            }
+    /// The answer: `decided` if an operand decided it, else the first error, else `empty`
+    /// when no condition is left, else the conditions joined by `join`.
+    fn answer(
+        self,
+        decided: Option<Permissionship>,
+        empty: Permissionship,
+        join: fn(CaveatExpr, CaveatExpr) -> CaveatExpr,
+    ) -> Result<CheckResult, EvalError> {
+        let permissionship = match (decided, self.error) {
+            (Some(p), _) => p,
+            (None, Some(e)) => return Err(e),
+            (None, None) => self
+                .conditions
+                .into_iter()
+                .reduce(join)
+                .map_or(empty, Permissionship::Conditional),
         };
         Ok(CheckResult {
             permissionship,
@@ -144,28 +171,42 @@ impl UnionAcc {
     }
 }
 
-/// Accumulates an intersection; `done()` once a no is found.
-struct IntersectAcc {
-    has_not: bool,
-    conditions: Vec<CaveatExpr>,
-    expires_at: Option<Timestamp>,
+/// Accumulates a union of results; `done()` once an unconditional yes is found.
+#[derive(Default)]
+struct UnionAcc {
+    has: bool,
+    kept: Kept,
 }
 
-impl IntersectAcc {
-    fn new() -> Self {
-        IntersectAcc {
-            has_not: false,
-            conditions: Vec::new(),
-            expires_at: None,
+impl Combine for UnionAcc {
+    fn add(&mut self, _: usize, r: Result<CheckResult, EvalError>) {
+        if self.kept.keep(r) == Some(true) {
+            self.has = true;
         }
     }
 
-    fn add(&mut self, r: CheckResult) {
-        self.expires_at = min_expiry(self.expires_at, r.expires_at);
-        match r.permissionship {
-            Permissionship::Has => {}
-            Permissionship::HasNot => self.has_not = true,
-            Permissionship::Conditional(c) => self.conditions.push(c),
+    fn done(&self) -> bool {
+        self.has
+    }
+
+    fn finish(self) -> Result<CheckResult, EvalError> {
+        let decided = self.has.then_some(Permissionship::Has);
+        self.kept
+            .answer(decided, Permissionship::HasNot, CaveatExpr::or)
+    }
+}
+
+/// Accumulates an intersection; `done()` once a no is found.
+#[derive(Default)]
+struct IntersectAcc {
+    has_not: bool,
+    kept: Kept,
+}
+
+impl Combine for IntersectAcc {
+    fn add(&mut self, _: usize, r: Result<CheckResult, EvalError>) {
+        if self.kept.keep(r) == Some(false) {
+            self.has_not = true;
         }
     }
 
@@ -173,20 +214,154 @@ impl IntersectAcc {
         self.has_not
     }
 
-    fn finish(self) -> CheckResult {
-        let permissionship = if self.has_not {
-            Permissionship::HasNot
+    fn finish(self) -> Result<CheckResult, EvalError> {
+        let decided = self.has_not.then_some(Permissionship::HasNot);
+        self.kept
+            .answer(decided, Permissionship::Has, CaveatExpr::and)
+    }
+}
+
+/// Accumulates an exclusion: operand 0 is the base, operand 1 what is subtracted; `done()`
+/// once the base is a no or the subtrahend a yes.
+#[derive(Default)]
+struct ExcludeAcc {
+    base: Option<Result<CheckResult, EvalError>>,
+    sub: Option<Result<CheckResult, EvalError>>,
+}
+
+impl Combine for ExcludeAcc {
+    fn add(&mut self, index: usize, r: Result<CheckResult, EvalError>) {
+        if index == 0 {
+            self.base = Some(r);
         } else {
-            match self.conditions.into_iter().reduce(CaveatExpr::and) {
-                None => Permissionship::Has,
-                Some(c) => Permissionship::Conditional(c),
-            }
-        };
-        CheckResult {
-            permissionship,
-            expires_at: self.expires_at,
+            self.sub = Some(r);
         }
     }
+
+    fn done(&self) -> bool {
+        let is = |r: &Option<Result<CheckResult, EvalError>>, p: Permissionship| matches!(r, Some(Ok(r)) if r.permissionship == p);
+        is(&self.base, Permissionship::HasNot)
+            || is(&self.sub, Permissionship::Has)
+            || (self.base.is_some() && self.sub.is_some())
+    }
+
+    fn finish(self) -> Result<CheckResult, EvalError> {
+        match (self.base, self.sub) {
+            (Some(Ok(b)), _) if b.permissionship == Permissionship::HasNot => Ok(b),
+            (Some(Ok(b)), Some(Ok(s))) => Ok(exclude(b, s)),
+            (b, Some(Ok(s))) if s.permissionship == Permissionship::Has => Ok(CheckResult {
+                permissionship: Permissionship::HasNot,
+                expires_at: min_expiry(
+                    b.and_then(|b| b.ok()).and_then(|b| b.expires_at),
+                    s.expires_at,
+                ),
+            }),
+            (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e),
+            (None, _) | (_, None) => Err(EvalError::Store(StoreError::Internal(
+                "an exclusion finished before its operands answered".to_string(),
+            ))),
+        }
+    }
+}
+
+/// A future tagged with the number of its operand.
+struct Indexed<F> {
+    index: usize,
+    inner: F,
+}
+
+impl<F: Future + Unpin> Future for Indexed<F> {
+    type Output = (usize, F::Output);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let index = self.index;
+        self.inner.poll_unpin(cx).map(|r| (index, r))
+    }
+}
+
+/// Evaluates a rewrite's operands into `acc`, stopping as soon as the answer is decided.
+/// Operands start in order, and each is polled to its answer before the next starts as long as
+/// it answers at once — storage reads are synchronous, so that is every operand that waits on
+/// nothing, and the common path is the sequential one, with nothing allocated. An operand that
+/// has to wait (in practice: on the same sub-problem in flight for another request, through
+/// single-flight) is set aside and polled beside the operands that follow, so they can decide
+/// the answer meanwhile. Operands still out when it is decided are dropped (cancelled). Every
+/// operand is polled from this task: nothing runs on another thread.
+async fn combine<A, F>(
+    mut acc: A,
+    operands: impl Iterator<Item = F>,
+) -> Result<CheckResult, EvalError>
+where
+    A: Combine,
+    F: Future<Output = Result<CheckResult, EvalError>> + Unpin,
+{
+    let mut operands = operands.enumerate();
+    let mut waiting: Option<FuturesUnordered<Indexed<F>>> = None;
+    poll_fn(move |cx| {
+        loop {
+            if let Some(waiting) = waiting.as_mut() {
+                while let Poll::Ready(Some((index, r))) = waiting.poll_next_unpin(cx) {
+                    acc.add(index, r);
+                    if acc.done() {
+                        return Poll::Ready(std::mem::take(&mut acc).finish());
+                    }
+                }
+            }
+            let Some((index, mut operand)) = operands.next() else {
+                if waiting.as_ref().is_none_or(FuturesUnordered::is_empty) {
+                    return Poll::Ready(std::mem::take(&mut acc).finish());
+                }
+                return Poll::Pending;
+            };
+            match operand.poll_unpin(cx) {
+                Poll::Ready(r) => {
+                    acc.add(index, r);
+                    if acc.done() {
+                        return Poll::Ready(std::mem::take(&mut acc).finish());
+                    }
+                }
+                Poll::Pending => waiting
+                    .get_or_insert_with(FuturesUnordered::new)
+                    .push(Indexed {
+                        index,
+                        inner: operand,
+                    }),
+            }
+        }
+    })
+    .await
+}
+
+/// The check of `target#relation@subject`, reached through `rel`: gated by its caveat and
+/// expiration.
+fn through<'r>(
+    ctx: &'r EvalContext,
+    rel: &'r Relationship,
+    target: &'r ObjectRef,
+    relation: &'r str,
+    subject: &'r SubjectRef,
+    depth: u32,
+) -> impl Future<Output = Result<CheckResult, EvalError>> + Unpin + Send + 'r {
+    grow_stack(ctx.dispatch().check(ctx, target, relation, subject, depth))
+        .map(move |r| r.map(|r| gate(r, caveat_of(rel), rel.expiration())))
+}
+
+/// The checks of `computed` on the targets of an arrow's relationships `rels` (those whose
+/// type has it), in order.
+fn arrow_targets<'r>(
+    ctx: &'r EvalContext,
+    rels: &'r [Relationship],
+    computed: &'r str,
+    subject: &'r SubjectRef,
+    depth: u32,
+) -> impl Iterator<Item = impl Future<Output = Result<CheckResult, EvalError>> + Unpin + Send + 'r>
++ Send
++ 'r {
+    rels.iter().filter_map(move |rel| {
+        let target = rel.subject().object();
+        ctx.schema().relation(target.object_type(), computed)?;
+        Some(through(ctx, rel, target, computed, subject, depth))
+    })
 }
 
 /// Whether `rewrite` contains the part `hint` names (through unions, intersections and the
@@ -250,11 +425,14 @@ impl LocalEvaluator {
                     && subject.relation().is_none()
                     && s.object_type() == subject.object_type());
             if direct {
-                acc.add(Ok(gate(
-                    CheckResult::new(Permissionship::Has),
-                    caveat_of(rel),
-                    rel.expiration(),
-                )));
+                acc.add(
+                    0,
+                    Ok(gate(
+                        CheckResult::new(Permissionship::Has),
+                        caveat_of(rel),
+                        rel.expiration(),
+                    )),
+                );
                 if acc.done() {
                     return acc.finish();
                 }
@@ -262,18 +440,11 @@ impl LocalEvaluator {
                 usersets.push(rel);
             }
         }
-        for rel in usersets {
+        let usersets = usersets.into_iter().filter_map(|rel| {
             let s = rel.subject();
-            let Some(srel) = s.relation() else { continue };
-            let r = grow_stack(ctx.dispatch().check(ctx, s.object(), srel, subject, depth))
-                .await
-                .map(|r| gate(r, caveat_of(rel), rel.expiration()));
-            acc.add(r);
-            if acc.done() {
-                break;
-            }
-        }
-        acc.finish()
+            Some(through(ctx, rel, s.object(), s.relation()?, subject, depth))
+        });
+        combine(acc, usersets).await
     }
 
     /// `check`, trying first the part of a permission that `hint` names.
@@ -330,52 +501,29 @@ impl LocalEvaluator {
                 Rewrite::Union(items) => {
                     // The hinted item first: a union's answer does not depend on the order.
                     let first = hint.and_then(|h| items.iter().position(|i| mentions(i, &h)));
-                    let mut acc = UnionAcc::default();
-                    if let Some(item) = first.and_then(|f| items.get(f)) {
-                        acc.add(
-                            self.check_rewrite(ctx, resource, item, subject, hint, depth)
-                                .await,
-                        );
-                    }
-                    for (i, item) in items.iter().enumerate() {
-                        if acc.done() {
-                            break;
-                        }
-                        if Some(i) == first {
-                            continue;
-                        }
-                        acc.add(
-                            self.check_rewrite(ctx, resource, item, subject, None, depth)
-                                .await,
-                        );
-                    }
-                    acc.finish()
+                    let hinted = first.and_then(|f| items.get(f)).map(|item| (item, hint));
+                    let rest = items
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| Some(*i) != first)
+                        .map(|(_, item)| (item, None));
+                    let operands = hinted.into_iter().chain(rest).map(|(item, hint)| {
+                        self.check_rewrite(ctx, resource, item, subject, hint, depth)
+                    });
+                    combine(UnionAcc::default(), operands).await
                 }
                 Rewrite::Intersection(items) => {
-                    let mut acc = IntersectAcc::new();
-                    for item in items {
+                    let operands = items.iter().map(|item| {
                         let hint = hint.filter(|h| mentions(item, h));
-                        acc.add(
-                            self.check_rewrite(ctx, resource, item, subject, hint, depth)
-                                .await?,
-                        );
-                        if acc.done() {
-                            break;
-                        }
-                    }
-                    Ok(acc.finish())
+                        self.check_rewrite(ctx, resource, item, subject, hint, depth)
+                    });
+                    combine(IntersectAcc::default(), operands).await
                 }
                 Rewrite::Exclusion(base, sub) => {
-                    let b = self
-                        .check_rewrite(ctx, resource, base, subject, hint, depth)
-                        .await?;
-                    if matches!(b.permissionship, Permissionship::HasNot) {
-                        return Ok(b);
-                    }
-                    let s = self
-                        .check_rewrite(ctx, resource, sub, subject, None, depth)
-                        .await?;
-                    Ok(exclude(b, s))
+                    let operands = [(base, hint), (sub, None)].into_iter().map(|(item, hint)| {
+                        self.check_rewrite(ctx, resource, item, subject, hint, depth)
+                    });
+                    combine(ExcludeAcc::default(), operands).await
                 }
                 Rewrite::Arrow {
                     tupleset,
@@ -383,68 +531,24 @@ impl LocalEvaluator {
                     kind,
                 } => {
                     let mut rels = read_live(ctx, resource, tupleset)?;
+                    // The hinted target of an `any` arrow first (any order gives the same
+                    // answer).
+                    if let Some(EvalHint::Arrow { target, .. }) =
+                        hint.filter(|h| matches!(kind, ArrowKind::Any) && mentions(rewrite, h))
+                    {
+                        if let Some(i) = rels.iter().position(|r| r.subject().object() == target) {
+                            rels.swap(0, i);
+                        }
+                    }
+                    let mut targets =
+                        arrow_targets(ctx, &rels, computed, subject, depth).peekable();
                     match kind {
-                        ArrowKind::Any => {
-                            // The hinted target first (any order gives the same answer).
-                            if let Some(EvalHint::Arrow { target, .. }) =
-                                hint.filter(|h| mentions(rewrite, h))
-                            {
-                                if let Some(i) =
-                                    rels.iter().position(|r| r.subject().object() == target)
-                                {
-                                    rels.swap(0, i);
-                                }
-                            }
-                            let mut acc = UnionAcc::default();
-                            for rel in &rels {
-                                let target = rel.subject().object();
-                                if ctx
-                                    .schema()
-                                    .relation(target.object_type(), computed)
-                                    .is_none()
-                                {
-                                    continue;
-                                }
-                                let r = grow_stack(
-                                    ctx.dispatch().check(ctx, target, computed, subject, depth),
-                                )
-                                .await
-                                .map(|r| gate(r, caveat_of(rel), rel.expiration()));
-                                acc.add(r);
-                                if acc.done() {
-                                    break;
-                                }
-                            }
-                            acc.finish()
+                        ArrowKind::Any => combine(UnionAcc::default(), targets).await,
+                        // Over no target at all, `all` is false.
+                        ArrowKind::All if targets.peek().is_none() => {
+                            Ok(CheckResult::new(Permissionship::HasNot))
                         }
-                        ArrowKind::All => {
-                            let mut acc = IntersectAcc::new();
-                            let mut any = false;
-                            for rel in &rels {
-                                let target = rel.subject().object();
-                                if ctx
-                                    .schema()
-                                    .relation(target.object_type(), computed)
-                                    .is_none()
-                                {
-                                    continue;
-                                }
-                                any = true;
-                                let r = grow_stack(
-                                    ctx.dispatch().check(ctx, target, computed, subject, depth),
-                                )
-                                .await?;
-                                acc.add(gate(r, caveat_of(rel), rel.expiration()));
-                                if acc.done() {
-                                    break;
-                                }
-                            }
-                            if any {
-                                Ok(acc.finish())
-                            } else {
-                                Ok(CheckResult::new(Permissionship::HasNot))
-                            }
-                        }
+                        ArrowKind::All => combine(IntersectAcc::default(), targets).await,
                     }
                 }
             }

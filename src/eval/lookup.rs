@@ -2,12 +2,15 @@
 //! in the walk's order (the first arrive long before the walk ends) or by id, each resumable
 //! after a given result; complete answers offered to the chain's cache and replayed from it.
 
+use std::collections::HashSet;
+
 use crate::model::{ObjectRef, Revision, SubjectRef, Timestamp};
+use crate::schema::{RelationKind, Rewrite};
 
 use super::context::EvalContext;
 use super::dispatch::CheckRequest;
 use super::error::EvalError;
-use super::reverse::Walk;
+use super::reverse::{Candidate, Part, Walk, implies};
 use super::stack::grow_stack;
 use super::types::{EvalHint, LookupResult, Permissionship};
 
@@ -210,7 +213,7 @@ pub(super) struct Candidates<'a> {
     pub(super) depth: u32,
 }
 
-impl Candidates<'_> {
+impl<'a> Candidates<'a> {
     /// Checks the candidates in `order` (each first through the part of the permission the
     /// walk reached it by) and hands each that is not a plain no to `emit` with the chain's
     /// answer (caveats not evaluated), until `emit` returns `false`.
@@ -224,20 +227,21 @@ impl Candidates<'_> {
     {
         let ctx = self.ctx;
         let mut walk = Walk::new(ctx, self.resource_type, self.permission, self.subject);
+        let mut shortcuts = Shortcuts::new(self);
         let mut expires_at = None;
         let mut complete = true;
         match order {
             LookupOrder::Walk { after } => {
                 let mut skip_through = after;
-                while let Some((candidate, via)) = walk.next_candidate()? {
+                while let Some(candidate) = walk.next_candidate()? {
                     if let Some(last) = skip_through {
-                        if candidate.object_id() == last {
+                        if candidate.resource.object_id() == last {
                             skip_through = None;
                         }
                         continue;
                     }
                     if !self
-                        .check(&candidate, via.hint(), &mut expires_at, &mut emit)
+                        .confirm_one(&candidate, &mut shortcuts, &mut expires_at, &mut emit)
                         .await?
                     {
                         complete = false;
@@ -253,13 +257,13 @@ impl Candidates<'_> {
                 }
                 expires_at = walk.expires_at();
                 drop(walk);
-                all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                for (candidate, via) in all
+                all.sort_unstable_by(|a, b| a.resource.cmp(&b.resource));
+                for candidate in all
                     .iter()
-                    .filter(|(c, _)| after.is_none_or(|a| c.object_id() > a))
+                    .filter(|c| after.is_none_or(|a| c.resource.object_id() > a))
                 {
                     if !self
-                        .check(candidate, via.hint(), &mut expires_at, &mut emit)
+                        .confirm_one(candidate, &mut shortcuts, &mut expires_at, &mut emit)
                         .await?
                     {
                         complete = false;
@@ -270,8 +274,30 @@ impl Candidates<'_> {
         }
         Ok(Walked {
             complete,
-            expires_at,
+            expires_at: earliest(expires_at, shortcuts.expires_at),
         })
+    }
+
+    /// Decides one candidate, by what the walk proved when that is enough, else by a check;
+    /// `false` once `emit` wants no more.
+    async fn confirm_one<F>(
+        &self,
+        candidate: &Candidate<'a>,
+        shortcuts: &mut Shortcuts<'a>,
+        expires_at: &mut Option<Timestamp>,
+        emit: &mut F,
+    ) -> Result<bool, EvalError>
+    where
+        F: FnMut(&ObjectRef, Permissionship) -> Result<bool, EvalError> + Send,
+    {
+        match shortcuts.decide(candidate)? {
+            Decided::Has => emit(&candidate.resource, Permissionship::Has),
+            Decided::HasNot => Ok(true),
+            Decided::Check => {
+                self.check(&candidate.resource, candidate.via.hint(), expires_at, emit)
+                    .await
+            }
+        }
     }
 
     /// Checks one candidate; `false` once `emit` wants no more.
@@ -296,6 +322,189 @@ impl Candidates<'_> {
             Permissionship::HasNot => Ok(true),
             p => emit(candidate, p),
         }
+    }
+}
+
+/// How a candidate is decided without checking it.
+enum Decided {
+    /// It has the permission, unconditionally.
+    Has,
+    /// It has not.
+    HasNot,
+    /// Unknown: check it.
+    Check,
+}
+
+/// What is left of a permission once a part of it is known to hold: it holds iff every
+/// `required` relation (or permission) of the resource holds and no `excluded` one does.
+#[derive(Debug, Default)]
+struct Residual<'s> {
+    required: Vec<&'s str>,
+    excluded: Vec<&'s str>,
+}
+
+/// What is left of `rewrite` once `part` is known to hold, if it comes down to relations of
+/// the same resource (`None`: something else is left, such as an arrow or a union without the
+/// part).
+fn residual<'s>(rewrite: &'s Rewrite, part: Part<'_>) -> Option<Residual<'s>> {
+    if implies(rewrite, part) {
+        return Some(Residual::default());
+    }
+    match rewrite {
+        Rewrite::Exclusion(base, sub) => {
+            let mut left = residual(base, part)?;
+            let Rewrite::Computed(excluded) = &**sub else {
+                return None;
+            };
+            left.excluded.push(excluded);
+            Some(left)
+        }
+        Rewrite::Intersection(items) => {
+            let mut left = Residual::default();
+            for item in items {
+                if implies(item, part) {
+                    continue;
+                }
+                match (residual(item, part), item) {
+                    (Some(r), _) => {
+                        left.required.extend(r.required);
+                        left.excluded.extend(r.excluded);
+                    }
+                    (None, Rewrite::Computed(required)) => left.required.push(required),
+                    (None, _) => return None,
+                }
+            }
+            Some(left)
+        }
+        _ => None,
+    }
+}
+
+/// Candidates beyond which the resources that might have a residual relation are not listed
+/// (their candidates are checked one by one instead): bounds the memory and the time before
+/// the first result.
+const RESIDUAL_WALK_LIMIT: usize = 20_000;
+
+/// Decides candidates from what the walk proved: a candidate whose proven part makes the
+/// permission hold needs no check; one whose permission also excludes (or intersects with)
+/// other relations is decided by walks from the subject to those relations, done once for
+/// the whole lookup. A resource such a walk does not reach does not have that relation (the
+/// walk over-approximates); one it reaches is checked.
+struct Shortcuts<'a> {
+    ctx: &'a EvalContext,
+    resource_type: &'a str,
+    subject: &'a SubjectRef,
+    /// The permission's rewrite (`None`: it is a relation).
+    rewrite: Option<&'a Rewrite>,
+    /// The residual of each part met so far.
+    residuals: Vec<(Part<'a>, Option<Residual<'a>>)>,
+    /// The resources that might have each residual relation (`None`: too many to list).
+    possible: Vec<(&'a str, Option<HashSet<ObjectRef>>)>,
+    /// The earliest expiration of a relationship those walks read.
+    expires_at: Option<Timestamp>,
+}
+
+impl<'a> Shortcuts<'a> {
+    fn new(candidates: &Candidates<'a>) -> Self {
+        let rewrite = candidates
+            .ctx
+            .schema()
+            .relation(candidates.resource_type, candidates.permission)
+            .and_then(|d| match d.kind() {
+                RelationKind::Permission(rewrite) => Some(rewrite),
+                RelationKind::Relation(_) => None,
+            });
+        Shortcuts {
+            ctx: candidates.ctx,
+            resource_type: candidates.resource_type,
+            subject: candidates.subject,
+            rewrite,
+            residuals: Vec::new(),
+            possible: Vec::new(),
+            expires_at: None,
+        }
+    }
+
+    fn decide(&mut self, candidate: &Candidate<'a>) -> Result<Decided, EvalError> {
+        if !candidate.proven {
+            return Ok(Decided::Check);
+        }
+        // Direct: the subject itself, or a relation that holds.
+        let Some(part) = candidate.via.part() else {
+            return Ok(Decided::Has);
+        };
+        let Some(rewrite) = self.rewrite else {
+            return Ok(Decided::Check);
+        };
+        let at = match self.residuals.iter().position(|(p, _)| *p == part) {
+            Some(at) => at,
+            None => {
+                self.residuals.push((part, residual(rewrite, part)));
+                self.residuals.len() - 1
+            }
+        };
+        let mut check = false;
+        for i in 0.. {
+            let Some((_, Some(left))) = self.residuals.get(at) else {
+                return Ok(Decided::Check);
+            };
+            let (relation, required) = match left.required.get(i) {
+                Some(r) => (*r, true),
+                None => match left.excluded.get(i - left.required.len()) {
+                    Some(r) => (*r, false),
+                    None => break,
+                },
+            };
+            match (self.might_have(relation, &candidate.resource)?, required) {
+                (Some(false), true) => return Ok(Decided::HasNot),
+                (Some(false), false) => {}
+                (Some(true) | None, _) => check = true,
+            }
+        }
+        Ok(if check { Decided::Check } else { Decided::Has })
+    }
+
+    /// Whether `resource` might have `relation` for the subject (`None`: unknown).
+    fn might_have(
+        &mut self,
+        relation: &'a str,
+        resource: &ObjectRef,
+    ) -> Result<Option<bool>, EvalError> {
+        let at = match self.possible.iter().position(|(r, _)| *r == relation) {
+            Some(at) => at,
+            None => {
+                let listed = self.list(relation)?;
+                self.possible.push((relation, listed));
+                self.possible.len() - 1
+            }
+        };
+        Ok(self
+            .possible
+            .get(at)
+            .and_then(|(_, set)| set.as_ref())
+            .map(|set| !set.is_empty() && set.contains(resource)))
+    }
+
+    /// The resources that might have `relation` for the subject, if there are not too many.
+    fn list(&mut self, relation: &'a str) -> Result<Option<HashSet<ObjectRef>>, EvalError> {
+        if self
+            .ctx
+            .schema()
+            .relation(self.resource_type, relation)
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let mut walk = Walk::new(self.ctx, self.resource_type, relation, self.subject);
+        let mut found = HashSet::new();
+        while let Some(candidate) = walk.next_candidate()? {
+            if found.len() >= RESIDUAL_WALK_LIMIT {
+                return Ok(None);
+            }
+            found.insert(candidate.resource);
+        }
+        self.expires_at = earliest(self.expires_at, walk.expires_at());
+        Ok(Some(found))
     }
 }
 

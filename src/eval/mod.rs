@@ -28,7 +28,7 @@ pub use caveat::{
 pub use caveat_expr::CaveatExpr;
 pub use context::{DEFAULT_MAX_DEPTH, EvalConfig, EvalContext};
 pub use dispatch::{
-    CheckRequest, DEFAULT_CACHE_MAX_COST_BYTES, Dispatch, DispatchChain, DispatchConfig,
+    CheckRequest, DEFAULT_CACHE_MAX_COST_BYTES, Dispatch, DispatchChain, DispatchConfig, Layer,
     build_dispatch_chain, dispatch_chain,
 };
 pub use error::EvalError;

@@ -9,15 +9,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::model::{ObjectRef, SubjectFilter, SubjectRef, Timestamp, WILDCARD};
-use crate::schema::{AllowedKind, RelationKind, Rewrite, Schema};
+use crate::schema::{AllowedKind, ArrowKind, RelationKind, Rewrite, Schema};
 
 use super::context::EvalContext;
 use super::error::EvalError;
 use super::types::EvalHint;
-
-/// A node of the walk: `object#relation` might contain the subject (`None`: the subject itself).
-/// Relation names are the schema's.
-type Node<'s> = (ObjectRef, Option<&'s str>);
 
 /// A kind of node: its type and relation.
 type NodeKind<'s> = (&'s str, Option<&'s str>);
@@ -32,14 +28,49 @@ enum Edge<'s> {
         relation: &'s str,
     },
     /// A permission of the same object that uses the node's relation.
-    Computed { permission: &'s str },
+    Computed {
+        permission: &'s str,
+        /// Whether the node's relation holding makes the permission hold.
+        implies: bool,
+    },
     /// `definition#permission` has an arrow `tupleset->(node's relation)`: the resources whose
     /// `tupleset` names the node's object.
     Arrow {
         definition: &'s str,
         tupleset: &'s str,
         permission: &'s str,
+        /// Whether the arrow holding makes the permission hold.
+        implies: bool,
     },
+}
+
+/// A part of a permission's rewrite that a walk can prove holds: a relation or permission of
+/// the same object, or an arrow (`any`) from a tupleset to a relation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Part<'a> {
+    /// `Computed` of this name.
+    Computed(&'a str),
+    /// `tupleset->computed`.
+    Arrow {
+        tupleset: &'a str,
+        computed: &'a str,
+    },
+}
+
+/// Whether `part` holding makes `rewrite` hold, whatever else holds: it is reached through
+/// unions (or is every item of an intersection), never under an exclusion or an `all` arrow.
+pub(super) fn implies(rewrite: &Rewrite, part: Part<'_>) -> bool {
+    match rewrite {
+        Rewrite::Computed(r) => part == Part::Computed(r),
+        Rewrite::Arrow {
+            tupleset,
+            computed,
+            kind: ArrowKind::Any,
+        } => part == Part::Arrow { tupleset, computed },
+        Rewrite::Union(items) => items.iter().any(|i| implies(i, part)),
+        Rewrite::Intersection(items) => !items.is_empty() && items.iter().all(|i| implies(i, part)),
+        Rewrite::Arrow { .. } | Rewrite::Exclusion(..) | Rewrite::Nil => false,
+    }
 }
 
 fn references_computed(rewrite: &Rewrite, relation: &str) -> bool {
@@ -184,6 +215,7 @@ fn edges_of<'s>(
                     if def.name() == object_type && references_computed(rewrite, relation) {
                         out.push(Edge::Computed {
                             permission: rdef.name(),
+                            implies: implies(rewrite, Part::Computed(relation)),
                         });
                     }
                     let mut found = Vec::new();
@@ -202,6 +234,13 @@ fn edges_of<'s>(
                                 definition: def.name(),
                                 tupleset,
                                 permission: rdef.name(),
+                                implies: implies(
+                                    rewrite,
+                                    Part::Arrow {
+                                        tupleset,
+                                        computed: relation,
+                                    },
+                                ),
                             });
                         }
                     }
@@ -228,6 +267,17 @@ pub(super) enum Via<'s> {
 }
 
 impl<'s> Via<'s> {
+    /// The part of the permission this names (`None`: the permission itself).
+    pub(super) fn part(&self) -> Option<Part<'s>> {
+        match *self {
+            Via::Direct => None,
+            Via::Computed(r) => Some(Part::Computed(r)),
+            Via::Arrow {
+                tupleset, computed, ..
+            } => Some(Part::Arrow { tupleset, computed }),
+        }
+    }
+
     /// The evaluation hint this stands for.
     pub(super) fn hint(&self) -> Option<EvalHint<'_>> {
         match self {
@@ -249,12 +299,9 @@ impl<'s> Via<'s> {
 /// A walk from a subject to the resources of one type that might have one permission.
 pub(super) struct Walk<'s> {
     ctx: &'s EvalContext,
-    schema: &'s Schema,
-    resource_type: &'s str,
-    permission: &'s str,
-    relevant: HashSet<NodeKind<'s>>,
-    /// The edges of each kind of node met so far (few kinds: a list beats hashing).
-    edges: Vec<(NodeKind<'s>, Vec<Edge<'s>>)>,
+    /// Every kind of node the walk can meet (those leading to the permission, and the
+    /// subject's); edges name their target by its place here.
+    kinds: Vec<Kind<'s>>,
     /// Nodes expanded, for checking the deadline now and then.
     expanded: u32,
     /// How many kinds of node of a type read the same tupleset (an arrow's): when more than
@@ -262,13 +309,48 @@ pub(super) struct Walk<'s> {
     arrow_readers: Vec<(ArrowRead<'s>, usize)>,
     /// Resources read through an arrow's tupleset, kept for the kinds still to read them, with
     /// how many of those are left.
-    arrow_memo: HashMap<(ObjectRef, ArrowRead<'s>), (Vec<ObjectRef>, usize)>,
+    arrow_memo: HashMap<(ObjectRef, ArrowRead<'s>), (Vec<Reached>, usize), FoldState>,
     /// The earliest expiration of a relationship the walk has read.
     expires_at: Option<Timestamp>,
-    seen: HashSet<Node<'s>>,
-    /// Nodes to expand, with their type as the schema spells it.
-    queue: VecDeque<(Node<'s>, &'s str)>,
-    found: VecDeque<(ObjectRef, Via<'s>)>,
+    /// Nodes to expand: their kind (a place in `kinds`), object, and whether they are proven
+    /// (the subject is in them, unconditionally).
+    queue: VecDeque<(usize, ObjectRef, bool)>,
+    found: VecDeque<Candidate<'s>>,
+    /// Resources read by the last reverse read (reused).
+    hits: Vec<Reached>,
+}
+
+/// One kind of node: its edges and the nodes of it met so far.
+struct Kind<'s> {
+    kind: NodeKind<'s>,
+    /// Its type, shared by every object of it the walk builds.
+    object_type: std::sync::Arc<str>,
+    /// The edges out of it, each with the place of its target kind.
+    edges: Vec<(Edge<'s>, usize)>,
+    /// Whether its nodes are candidates (the wanted type and permission).
+    target: bool,
+    /// Whether it has edges (its nodes are worth expanding). Kept apart from `edges`, which
+    /// are taken out while one of its nodes is expanded.
+    leads_on: bool,
+    /// The ids of its nodes met so far.
+    seen: HashSet<std::sync::Arc<str>, FoldState>,
+}
+
+/// A resource read from the reverse index, and whether its relationship has a caveat.
+type Reached = (std::sync::Arc<str>, bool);
+
+/// A resource a walk found: it might have the permission.
+#[derive(Debug, Clone)]
+pub(super) struct Candidate<'s> {
+    /// The resource.
+    pub(super) resource: ObjectRef,
+    /// How the walk reached it.
+    pub(super) via: Via<'s>,
+    /// Whether the part of the permission `via` names (with `Via::Direct`, the permission
+    /// itself) is proven to hold unconditionally: every relationship on the way is uncaveated
+    /// (and unexpired) and every step from one node to the next is implied (through unions).
+    /// Then only what the permission excludes or intersects with that part is left to decide.
+    pub(super) proven: bool,
 }
 
 /// A tupleset read: the resources of `definition` whose `tupleset` names an object of
@@ -278,6 +360,84 @@ struct ArrowRead<'s> {
     object_type: &'s str,
     definition: &'s str,
     tupleset: &'s str,
+}
+
+/// Hashes a walk's node ids: a folded multiply over 8-byte words with a per-walk random seed
+/// (SipHash, the standard one, cost a tenth of a large walk). The seed keeps colliding ids
+/// from being chosen in advance.
+#[derive(Clone, Copy)]
+struct FoldState {
+    seed: u64,
+}
+
+impl FoldState {
+    fn new() -> Self {
+        use std::hash::BuildHasher;
+        FoldState {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) | 1,
+        }
+    }
+}
+
+impl std::hash::BuildHasher for FoldState {
+    type Hasher = FoldHasher;
+
+    fn build_hasher(&self) -> FoldHasher {
+        FoldHasher {
+            acc: self.seed,
+            seed: self.seed,
+        }
+    }
+}
+
+/// The hasher of [`FoldState`].
+struct FoldHasher {
+    acc: u64,
+    seed: u64,
+}
+
+/// Odd constants from the digits of pi, mixed with the seed.
+const FOLD_K1: u64 = 0x243f_6a88_85a3_08d3;
+const FOLD_K2: u64 = 0x1319_8a2e_0370_7344;
+
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+impl FoldHasher {
+    fn mix(&mut self, word: u64) {
+        self.acc = folded_multiply(self.acc ^ word, FOLD_K1 ^ self.seed);
+    }
+}
+
+impl std::hash::Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let tail = chunks.remainder();
+        let mut word = [0u8; 8];
+        for (slot, b) in word.iter_mut().zip(tail) {
+            *slot = *b;
+        }
+        self.mix(u64::from_le_bytes(word) ^ ((bytes.len() as u64) << 56));
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.mix(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.mix(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        folded_multiply(self.acc, FOLD_K2 ^ self.seed)
+    }
 }
 
 impl<'s> Walk<'s> {
@@ -290,34 +450,73 @@ impl<'s> Walk<'s> {
     ) -> Self {
         let schema = ctx.schema();
         let relevant = leading_to(schema, resource_type, permission);
+        let hasher = FoldState::new();
         let mut walk = Walk {
             ctx,
-            schema,
-            resource_type,
-            permission,
-            relevant,
-            edges: Vec::new(),
+            kinds: Vec::new(),
             expanded: 0,
             arrow_readers: Vec::new(),
-            arrow_memo: HashMap::new(),
+            arrow_memo: HashMap::with_hasher(hasher),
             expires_at: None,
-            seen: HashSet::new(),
             queue: VecDeque::new(),
             found: VecDeque::new(),
+            hits: Vec::new(),
         };
-        let mut kinds: Vec<NodeKind<'s>> = walk.relevant.iter().copied().collect();
+        let relation = match subject.relation() {
+            None => Some(None),
+            Some(r) => schema
+                .relation(subject.object_type(), r)
+                .map(|d| Some(d.name())),
+        };
+        let Some(start_type) = schema.definition(subject.object_type()).map(|d| d.name()) else {
+            return walk;
+        };
+        let Some(relation) = relation else {
+            return walk;
+        };
+        let start_kind = (start_type, relation);
+        let mut kinds: Vec<NodeKind<'s>> = relevant.iter().copied().collect();
         kinds.sort_unstable();
-        for kind in kinds {
-            let edges = edges_of(schema, &walk.relevant, kind);
-            for edge in &edges {
+        if !relevant.contains(&start_kind) {
+            kinds.push(start_kind);
+        }
+        let mut table: Vec<Kind<'s>> = kinds
+            .iter()
+            .map(|&kind| Kind {
+                kind,
+                object_type: std::sync::Arc::from(kind.0),
+                edges: Vec::new(),
+                target: kind == (resource_type, Some(permission)),
+                leads_on: false,
+                seen: HashSet::with_hasher(hasher),
+            })
+            .collect();
+        for k in &mut table {
+            for edge in edges_of(schema, &relevant, k.kind) {
+                let to = match edge {
+                    Edge::Relation {
+                        definition,
+                        relation,
+                    } => (definition, Some(relation)),
+                    Edge::Computed { permission, .. } => (k.kind.0, Some(permission)),
+                    Edge::Arrow {
+                        definition,
+                        permission,
+                        ..
+                    } => (definition, Some(permission)),
+                };
+                // Every target leads to the permission, so it is in the table.
+                let Some(to) = kinds.iter().position(|kind| *kind == to) else {
+                    continue;
+                };
                 if let Edge::Arrow {
                     definition,
                     tupleset,
                     ..
-                } = *edge
+                } = edge
                 {
                     let read = ArrowRead {
-                        object_type: kind.0,
+                        object_type: k.kind.0,
                         definition,
                         tupleset,
                     };
@@ -326,42 +525,71 @@ impl<'s> Walk<'s> {
                         None => walk.arrow_readers.push((read, 1)),
                     }
                 }
+                k.edges.push((edge, to));
             }
-            walk.edges.push((kind, edges));
+            k.leads_on = !k.edges.is_empty();
         }
-        let relation = match subject.relation() {
-            None => Some(None),
-            Some(r) => schema
-                .relation(subject.object_type(), r)
-                .map(|d| Some(d.name())),
-        };
-        let kind_type = schema
-            .definition(subject.object_type())
-            .map_or("", |d| d.name());
-        if let Some(relation) = relation {
-            walk.visit(
-                (subject.object().clone(), relation),
-                kind_type,
-                Via::Direct,
-                true,
-            );
+        walk.kinds = table;
+        let start = kinds.iter().position(|kind| *kind == start_kind);
+        if let Some(start) = start {
+            walk.visit(start, subject.object().clone(), Via::Direct, (true, true));
         }
         walk
     }
 
-    /// Records a node; a new one that is a candidate is handed out, one that can lead to a
-    /// candidate is queued.
-    /// `kind_type` is the node's type as the schema spells it ("" if the schema lacks it).
-    fn visit(&mut self, node: Node<'s>, kind_type: &'s str, via: Via<'s>, start: bool) {
-        if !self.seen.insert(node.clone()) {
+    /// Records a node of the kind at `kind`; a new one that is a candidate is handed out, one
+    /// that can lead to a candidate is queued. `proven` says whether the node holds, and
+    /// whether the part `via` names holds.
+    fn visit(&mut self, kind: usize, object: ObjectRef, via: Via<'s>, proven: (bool, bool)) {
+        let id = std::sync::Arc::from(object.object_id());
+        self.visit_shared(kind, id, object, via, proven);
+    }
+
+    /// `visit`, with the object's id already shared.
+    fn visit_shared(
+        &mut self,
+        kind: usize,
+        id: std::sync::Arc<str>,
+        object: ObjectRef,
+        via: Via<'s>,
+        (proven, part_proven): (bool, bool),
+    ) {
+        let Some(k) = self.kinds.get_mut(kind) else {
+            return;
+        };
+        if !k.seen.insert(id) {
             return;
         }
-        if node.0.object_type() == self.resource_type && node.1 == Some(self.permission) {
-            self.found.push_back((node.0.clone(), via));
+        let leads_on = k.leads_on;
+        if k.target {
+            self.found.push_back(Candidate {
+                resource: object.clone(),
+                via,
+                proven: part_proven,
+            });
         }
-        if start || self.relevant.contains(&(kind_type, node.1)) {
-            self.queue.push_back((node, kind_type));
+        if leads_on {
+            self.queue.push_back((kind, object, proven));
         }
+    }
+
+    /// Visits the resource `id` of the kind at `kind` unless it was met already (then nothing
+    /// is built for it).
+    fn visit_id(
+        &mut self,
+        kind: usize,
+        id: &std::sync::Arc<str>,
+        via: impl FnOnce() -> Via<'s>,
+        proven: (bool, bool),
+    ) {
+        let Some(k) = self.kinds.get_mut(kind) else {
+            return;
+        };
+        if k.seen.contains(&**id) {
+            return;
+        }
+        let object = ObjectRef::from_shared(k.object_type.clone(), id.clone());
+        self.visit_shared(kind, id.clone(), object, via(), proven);
     }
 
     /// The earliest expiration of a relationship read so far: what the walk found holds until
@@ -371,12 +599,12 @@ impl<'s> Walk<'s> {
     }
 
     /// The next candidate and how it was reached, or `None` once the walk is over.
-    pub(super) fn next_candidate(&mut self) -> Result<Option<(ObjectRef, Via<'s>)>, EvalError> {
+    pub(super) fn next_candidate(&mut self) -> Result<Option<Candidate<'s>>, EvalError> {
         loop {
             if let Some(found) = self.found.pop_front() {
                 return Ok(Some(found));
             }
-            let Some((node, kind_type)) = self.queue.pop_front() else {
+            let Some((kind, object, proven)) = self.queue.pop_front() else {
                 return Ok(None);
             };
             /// Nodes expanded between two looks at the clock.
@@ -385,115 +613,122 @@ impl<'s> Walk<'s> {
                 self.ctx.check_deadline()?;
             }
             self.expanded = self.expanded.wrapping_add(1);
-            self.expand(&node, kind_type)?;
+            self.expand(kind, &object, proven)?;
         }
     }
 
-    /// Visits the nodes that directly depend on `node`.
-    fn expand(&mut self, node: &Node<'s>, kind_type: &'s str) -> Result<(), EvalError> {
-        let (object, relation) = node;
-        if kind_type.is_empty() {
+    /// Visits the nodes that directly depend on `object` of the kind at `kind` (proven or
+    /// not).
+    fn expand(&mut self, kind: usize, object: &ObjectRef, proven: bool) -> Result<(), EvalError> {
+        // Taken out of the table while the node is expanded (visiting never needs them).
+        let Some((node_kind, edges)) = self
+            .kinds
+            .get_mut(kind)
+            .map(|k| (k.kind, std::mem::take(&mut k.edges)))
+        else {
             return Ok(());
-        }
-        let kind = (kind_type, *relation);
-        let at = match self.edges.iter().position(|(k, _)| *k == kind) {
-            Some(at) => at,
-            None => {
-                self.edges
-                    .push((kind, edges_of(self.schema, &self.relevant, kind)));
-                self.edges.len() - 1
-            }
         };
-        // Taken out of the list while the node is expanded (visiting never needs them).
-        let edges = self
-            .edges
-            .get_mut(at)
-            .map(|(_, e)| std::mem::take(e))
-            .unwrap_or_default();
-        let expanded = self.follow(object, kind, &edges);
-        if let Some((_, slot)) = self.edges.get_mut(at) {
-            *slot = edges;
+        let expanded = self.follow(object, node_kind, &edges, proven);
+        if let Some(k) = self.kinds.get_mut(kind) {
+            k.edges = edges;
         }
         expanded
     }
 
-    /// Visits `resource#node_relation` for each live relationship of
-    /// `definition#read_relation` whose subject matches `filter`.
-    fn visit_resources(
-        &mut self,
-        definition: &'s str,
-        read_relation: &str,
-        filter: &SubjectFilter,
-        node_relation: &'s str,
-        via: impl Fn() -> Via<'s>,
-    ) -> Result<(), EvalError> {
-        for resource in self.read_resources(definition, read_relation, filter)? {
-            self.visit((resource, Some(node_relation)), definition, via(), false);
-        }
-        Ok(())
-    }
-
-    /// The resources of the live relationships of `definition#read_relation` whose subject
-    /// matches `filter`.
+    /// Reads into `self.hits` the resources of the live relationships of
+    /// `definition#read_relation` whose subject matches `filter`, each with whether its
+    /// relationship has a caveat; those already met as nodes of the kind at `unseen_in`, if
+    /// given, are left out.
     fn read_resources(
         &mut self,
         definition: &str,
         read_relation: &str,
         filter: &SubjectFilter,
-    ) -> Result<Vec<ObjectRef>, EvalError> {
-        let now = self.ctx.now();
-        let mut out = Vec::new();
-        for rel in self
-            .ctx
-            .snapshot()
-            .read_by_subject(definition, read_relation, filter)
-        {
-            let rel = rel?;
-            if !rel.is_expired_at(now) {
-                if let Some(e) = rel.expiration() {
-                    self.expires_at = Some(self.expires_at.map_or(e, |m| m.min(e)));
+        unseen_in: Option<usize>,
+    ) -> Result<(), EvalError> {
+        let ctx = self.ctx;
+        let now = ctx.now();
+        let mut expires_at = self.expires_at;
+        let seen = unseen_in.and_then(|k| self.kinds.get(k)).map(|k| &k.seen);
+        let hits = &mut self.hits;
+        hits.clear();
+        ctx.snapshot()
+            .visit_by_subject(definition, read_relation, filter, &mut |hit| {
+                if let Some(e) = hit.expiration {
+                    if e <= now {
+                        return;
+                    }
+                    expires_at = Some(expires_at.map_or(e, |m| m.min(e)));
                 }
-                out.push(rel.resource().clone());
-            }
-        }
-        Ok(out)
+                if seen.is_some_and(|seen| seen.contains(hit.resource_id)) {
+                    return;
+                }
+                hits.push((std::sync::Arc::from(hit.resource_id), hit.caveated));
+            })?;
+        self.expires_at = expires_at;
+        Ok(())
     }
 
-    /// The resources of `read.definition` whose `read.tupleset` names `object`: read once per
-    /// object even when several kinds of its nodes follow the same tupleset.
+    /// Visits each resource of the kind at `to` (relation `via`) whose relationship of
+    /// `definition#via` names a subject matching `filter`.
+    fn visit_resources(
+        &mut self,
+        definition: &str,
+        via: &'s str,
+        filter: &SubjectFilter,
+        to: usize,
+        proven: bool,
+    ) -> Result<(), EvalError> {
+        self.read_resources(definition, via, filter, Some(to))?;
+        let hits = std::mem::take(&mut self.hits);
+        for (id, caveated) in &hits {
+            let holds = proven && !caveated;
+            self.visit_id(to, id, || Via::Direct, (holds, holds));
+        }
+        self.hits = hits;
+        Ok(())
+    }
+
+    /// The resources of `read.definition` whose `read.tupleset` names `object`, into
+    /// `self.hits`: read once per object even when several kinds of its nodes follow the same
+    /// tupleset.
     fn arrow_resources(
         &mut self,
         object: &ObjectRef,
         read: ArrowRead<'s>,
-    ) -> Result<Vec<ObjectRef>, EvalError> {
+        to: usize,
+    ) -> Result<(), EvalError> {
         let readers = self
             .arrow_readers
             .iter()
             .find(|(r, _)| *r == read)
             .map_or(1, |(_, n)| *n);
-        let filter = || SubjectFilter {
+        let filter = SubjectFilter {
             subject_type: object.object_type().to_string(),
             subject_id: Some(object.object_id().to_string()),
             relation: None,
         };
         if readers < 2 {
-            return self.read_resources(read.definition, read.tupleset, &filter());
+            return self.read_resources(read.definition, read.tupleset, &filter, Some(to));
         }
         let key = (object.clone(), read);
         if let Some((kept, left)) = self.arrow_memo.get_mut(&key) {
             *left = left.saturating_sub(1);
             if *left > 0 {
-                return Ok(kept.clone());
+                self.hits.clone_from(kept);
+            } else {
+                self.hits = self
+                    .arrow_memo
+                    .remove(&key)
+                    .map(|(kept, _)| kept)
+                    .unwrap_or_default();
             }
-            return Ok(self
-                .arrow_memo
-                .remove(&key)
-                .map(|(kept, _)| kept)
-                .unwrap_or_default());
+            return Ok(());
         }
-        let found = self.read_resources(read.definition, read.tupleset, &filter())?;
-        self.arrow_memo.insert(key, (found.clone(), readers - 1));
-        Ok(found)
+        self.read_resources(read.definition, read.tupleset, &filter, None)?;
+        self.arrow_memo
+            .insert(key, (self.hits.clone(), readers - 1));
+        Ok(())
     }
 
     /// Visits the nodes `edges` lead to from `object#relation`.
@@ -501,9 +736,10 @@ impl<'s> Walk<'s> {
         &mut self,
         object: &ObjectRef,
         (kind_type, relation): NodeKind<'s>,
-        edges: &[Edge<'s>],
+        edges: &[(Edge<'s>, usize)],
+        proven: bool,
     ) -> Result<(), EvalError> {
-        for &edge in edges {
+        for &(edge, to) in edges {
             match edge {
                 Edge::Relation {
                     definition,
@@ -514,32 +750,39 @@ impl<'s> Walk<'s> {
                         subject_id: Some(object.object_id().to_string()),
                         relation: Some(relation.map(str::to_string)),
                     };
-                    self.visit_resources(definition, via, &exact, via, || Via::Direct)?;
+                    self.visit_resources(definition, via, &exact, to, proven)?;
                     if relation.is_none() {
                         let wildcard = SubjectFilter {
                             subject_type: object.object_type().to_string(),
                             subject_id: Some(WILDCARD.to_string()),
                             relation: Some(None),
                         };
-                        self.visit_resources(definition, via, &wildcard, via, || Via::Direct)?;
+                        self.visit_resources(definition, via, &wildcard, to, proven)?;
                     }
                 }
-                Edge::Computed { permission } => {
-                    let via = relation.map_or(Via::Direct, Via::Computed);
-                    self.visit((object.clone(), Some(permission)), kind_type, via, false);
+                Edge::Computed { implies, .. } => {
+                    let (via, part) = match relation {
+                        Some(r) => (Via::Computed(r), proven),
+                        None => (Via::Direct, false),
+                    };
+                    self.visit(to, object.clone(), via, (part && implies, part));
                 }
                 Edge::Arrow {
                     definition,
                     tupleset,
-                    permission,
+                    implies,
+                    ..
                 } => {
                     let read = ArrowRead {
                         object_type: kind_type,
                         definition,
                         tupleset,
                     };
-                    for resource in self.arrow_resources(object, read)? {
-                        let via = match relation {
+                    self.arrow_resources(object, read, to)?;
+                    let hits = std::mem::take(&mut self.hits);
+                    for (id, caveated) in &hits {
+                        let part = proven && !caveated && relation.is_some();
+                        let via = || match relation {
                             Some(computed) => Via::Arrow {
                                 tupleset,
                                 computed,
@@ -547,8 +790,9 @@ impl<'s> Walk<'s> {
                             },
                             None => Via::Direct,
                         };
-                        self.visit((resource, Some(permission)), definition, via, false);
+                        self.visit_id(to, id, via, (part && implies, part));
                     }
+                    self.hits = hits;
                 }
             }
         }

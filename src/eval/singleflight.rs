@@ -9,13 +9,11 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::sync::watch;
 
-use crate::model::{ObjectRef, SubjectRef};
-
 use super::context::EvalContext;
-use super::dispatch::{CheckRequest, Dispatch};
+use super::dispatch::{CheckRequest, Dispatch, Layer};
 use super::error::EvalError;
 use super::key::CheckKey;
-use super::types::{CheckResult, ExpandMode, ExpandTree, FoundSubject, LookupResult};
+use super::types::CheckResult;
 
 /// A sub-problem and the depth it is asked with.
 type FlightKey = (CheckKey, u32);
@@ -53,17 +51,9 @@ impl Drop for Landing<'_> {
 }
 
 #[async_trait]
-impl Dispatch for SingleFlight {
-    async fn check(
-        &self,
-        ctx: &EvalContext,
-        resource: &ObjectRef,
-        relation: &str,
-        subject: &SubjectRef,
-        depth: u32,
-    ) -> Result<CheckResult, EvalError> {
-        self.check_request(ctx, &CheckRequest::new(resource, relation, subject), depth)
-            .await
+impl Layer for SingleFlight {
+    fn inner(&self) -> &dyn Dispatch {
+        self.inner.as_ref()
     }
 
     async fn check_request(
@@ -72,23 +62,8 @@ impl Dispatch for SingleFlight {
         request: &CheckRequest<'_>,
         depth: u32,
     ) -> Result<CheckResult, EvalError> {
-        let built;
-        let key = match request.key {
-            Some(key) => key,
-            None => {
-                built = CheckKey::new(
-                    ctx.snapshot().revision(),
-                    request.resource,
-                    request.relation,
-                    request.subject,
-                );
-                &built
-            }
-        };
-        let below = CheckRequest {
-            key: Some(key),
-            ..*request
-        };
+        let key = request.owned_key(ctx.snapshot().revision());
+        let below = request.keyed(&key);
         let sender = match self.in_flight.entry((key.clone(), depth)) {
             Entry::Occupied(existing) => {
                 let mut rx = existing.get().clone();
@@ -123,53 +98,6 @@ impl Dispatch for SingleFlight {
         sender.send_replace(Some(result.clone()));
         result
     }
-
-    async fn expand(
-        &self,
-        ctx: &EvalContext,
-        resource: &ObjectRef,
-        relation: &str,
-        mode: ExpandMode,
-        depth: u32,
-    ) -> Result<ExpandTree, EvalError> {
-        self.inner
-            .expand(ctx, resource, relation, mode, depth)
-            .await
-    }
-
-    async fn lookup_resources(
-        &self,
-        ctx: &EvalContext,
-        resource_type: &str,
-        relation: &str,
-        subject: &SubjectRef,
-        depth: u32,
-    ) -> Result<Vec<LookupResult>, EvalError> {
-        self.inner
-            .lookup_resources(ctx, resource_type, relation, subject, depth)
-            .await
-    }
-
-    async fn lookup_subjects(
-        &self,
-        ctx: &EvalContext,
-        resource: &ObjectRef,
-        relation: &str,
-        subject_type: &str,
-        subject_relation: Option<&str>,
-        depth: u32,
-    ) -> Result<Vec<FoundSubject>, EvalError> {
-        self.inner
-            .lookup_subjects(
-                ctx,
-                resource,
-                relation,
-                subject_type,
-                subject_relation,
-                depth,
-            )
-            .await
-    }
 }
 
 #[cfg(test)]
@@ -181,61 +109,34 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::eval::{EvalConfig, Permissionship};
-    use crate::model::Timestamp;
+    use crate::eval::{EvalConfig, LocalEvaluator, Permissionship};
+    use crate::model::{ObjectRef, SubjectRef, Timestamp};
     use crate::schema;
     use crate::store::Datastore;
     use crate::store::memory::MemoryDatastore;
 
-    /// Counts checks and takes a while to answer each.
+    /// Counts checks and takes a while to answer each (everything else goes to a local
+    /// evaluator).
     struct Slow {
         calls: AtomicUsize,
+        local: LocalEvaluator,
     }
 
     #[async_trait]
-    impl Dispatch for Slow {
-        async fn check(
+    impl Layer for Slow {
+        fn inner(&self) -> &dyn Dispatch {
+            &self.local
+        }
+
+        async fn check_request(
             &self,
             _: &EvalContext,
-            _: &ObjectRef,
-            _: &str,
-            _: &SubjectRef,
+            _: &CheckRequest<'_>,
             _: u32,
         ) -> Result<CheckResult, EvalError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(50)).await;
             Ok(CheckResult::new(Permissionship::Has))
-        }
-        async fn expand(
-            &self,
-            _: &EvalContext,
-            _: &ObjectRef,
-            _: &str,
-            _: ExpandMode,
-            _: u32,
-        ) -> Result<ExpandTree, EvalError> {
-            Err(EvalError::NoSchema)
-        }
-        async fn lookup_resources(
-            &self,
-            _: &EvalContext,
-            _: &str,
-            _: &str,
-            _: &SubjectRef,
-            _: u32,
-        ) -> Result<Vec<LookupResult>, EvalError> {
-            Ok(Vec::new())
-        }
-        async fn lookup_subjects(
-            &self,
-            _: &EvalContext,
-            _: &ObjectRef,
-            _: &str,
-            _: &str,
-            _: Option<&str>,
-            _: u32,
-        ) -> Result<Vec<FoundSubject>, EvalError> {
-            Ok(Vec::new())
         }
     }
 
@@ -250,6 +151,7 @@ mod tests {
             .unwrap();
         let slow = Arc::new(Slow {
             calls: AtomicUsize::new(0),
+            local: LocalEvaluator::new(),
         });
         let flight = Arc::new(SingleFlight::new(slow.clone()));
         let mut tasks = Vec::new();

@@ -883,3 +883,298 @@ async fn kept_lookup_answers_are_replayed_only_until_an_expiration_they_rest_on(
         assert_eq!(later, after, "{user} after an expiration");
     }
 }
+
+// ---- operands of a rewrite: errors, short-circuits, operands that wait ----------------------
+
+const OPERANDS: &str = r#"
+caveat is_on(on bool) { on }
+
+definition user {}
+
+definition team {
+    relation member: user | team#member
+}
+
+definition doc {
+    relation loop: team#member
+    relation direct: user
+    relation cond: user with is_on
+    relation nope: user
+    relation held: team#member
+    permission loop_or_direct = loop + direct
+    permission direct_or_loop = direct + loop
+    permission loop_and_nope = loop & nope
+    permission nope_and_loop = nope & loop
+    permission loop_and_direct = loop & direct
+    permission loop_but_direct = loop - direct
+    permission direct_but_loop = direct - loop
+    permission cond_or_direct = cond + direct
+    permission direct_or_cond = direct + cond
+    permission cond_or_loop = cond + loop
+    permission cond_and_direct = cond & direct
+    permission cond_and_nope = cond & nope
+    permission nope_and_cond = nope & cond
+    permission cond_but_direct = cond - direct
+    permission direct_but_cond = direct - cond
+    permission held_only = held
+    permission held_or_direct = held + direct
+    permission direct_or_held = direct + held
+    permission held_and_nope = held & nope
+    permission held_but_direct = held - direct
+    permission held_or_cond = held + cond
+}
+"#;
+
+const OPERANDS_RELS: &[&str] = &[
+    // `loop` runs round a cycle without finding anybody: depth exceeded.
+    "doc:d#loop@team:c#member",
+    "team:c#member@team:e#member",
+    "team:e#member@team:c#member",
+    "doc:d#direct@user:x",
+    "doc:d#direct@user:m",
+    "doc:d#cond@user:x[is_on]",
+    "doc:d#cond@user:y[is_on]",
+    "doc:d#held@team:slow#member",
+    "team:slow#member@user:m",
+];
+
+/// The answer of `doc:d#permission@who`, or the error.
+async fn outcome(
+    c: &EvalContext,
+    permission: &str,
+    who: &str,
+) -> Result<Permissionship, EvalError> {
+    check(c, &obj("doc:d"), permission, &subj(who))
+        .await
+        .map(|r| r.permissionship)
+}
+
+#[tokio::test]
+async fn an_operand_that_decides_the_answer_wins_over_an_error_in_another_in_any_order() {
+    let ds = store(OPERANDS, OPERANDS_RELS);
+    let depth = EvalError::DepthExceeded { max_depth: 20 };
+    let on = r#"{"on": true}"#;
+    // (permission, subject, request context, answer)
+    let cases: &[(&str, &str, &str, Result<Permissionship, EvalError>)] = &[
+        // Union: a yes decides it; without one, the error is the answer.
+        ("loop_or_direct", "user:x", "{}", Ok(Permissionship::Has)),
+        ("direct_or_loop", "user:x", "{}", Ok(Permissionship::Has)),
+        ("loop_or_direct", "user:z", "{}", Err(depth.clone())),
+        ("cond_or_loop", "user:y", "{}", Err(depth.clone())),
+        ("cond_or_loop", "user:y", on, Err(depth.clone())),
+        // Intersection: a no decides it; otherwise the error.
+        ("loop_and_nope", "user:x", "{}", Ok(Permissionship::HasNot)),
+        ("nope_and_loop", "user:x", "{}", Ok(Permissionship::HasNot)),
+        ("loop_and_direct", "user:x", "{}", Err(depth.clone())),
+        // Exclusion: a yes subtrahend or a no base decides it; otherwise the error.
+        (
+            "loop_but_direct",
+            "user:x",
+            "{}",
+            Ok(Permissionship::HasNot),
+        ),
+        ("direct_but_loop", "user:x", "{}", Err(depth.clone())),
+        (
+            "direct_but_loop",
+            "user:z",
+            "{}",
+            Ok(Permissionship::HasNot),
+        ),
+        // Caveated with unconditional operands.
+        ("cond_or_direct", "user:x", "{}", Ok(Permissionship::Has)),
+        ("direct_or_cond", "user:x", "{}", Ok(Permissionship::Has)),
+        ("cond_and_direct", "user:x", on, Ok(Permissionship::Has)),
+        (
+            "cond_and_direct",
+            "user:x",
+            r#"{"on": false}"#,
+            Ok(Permissionship::HasNot),
+        ),
+        ("cond_and_nope", "user:x", "{}", Ok(Permissionship::HasNot)),
+        ("nope_and_cond", "user:x", "{}", Ok(Permissionship::HasNot)),
+        (
+            "cond_but_direct",
+            "user:x",
+            "{}",
+            Ok(Permissionship::HasNot),
+        ),
+        ("direct_but_cond", "user:x", on, Ok(Permissionship::HasNot)),
+        (
+            "direct_but_cond",
+            "user:x",
+            r#"{"on": false}"#,
+            Ok(Permissionship::Has),
+        ),
+    ];
+    for cached in [true, false] {
+        let base = if cached {
+            ctx_at(&ds, 20, Timestamp::now())
+        } else {
+            let snap = ds.snapshot(ds.head_revision().unwrap()).unwrap();
+            let chain = build_dispatch_chain(DispatchConfig {
+                cache_enabled: false,
+                ..DispatchConfig::default()
+            });
+            EvalContext::new(
+                snap,
+                chain.head,
+                EvalConfig { max_depth: 20 },
+                Timestamp::now(),
+            )
+            .unwrap()
+        };
+        for (permission, who, context, want) in cases {
+            let c = with_context(&base, context);
+            let got = outcome(&c, permission, who).await;
+            assert_eq!(
+                &got, want,
+                "{permission}@{who} with {context}, cached: {cached}"
+            );
+        }
+        // Without context, a caveated operand and a no leave the caveat to decide.
+        let c = with_context(&base, "{}");
+        for permission in ["cond_and_direct", "direct_but_cond"] {
+            let got = outcome(&c, permission, "user:x").await.unwrap();
+            assert!(is_conditional(&got), "{permission}: {got:?}");
+        }
+    }
+}
+
+/// Holds every check of one resource until released, as if another request were computing it.
+struct Held {
+    inner: Arc<dyn Dispatch>,
+    resource: ObjectRef,
+    released: tokio::sync::watch::Sender<bool>,
+    arrived: std::sync::atomic::AtomicUsize,
+}
+
+impl Held {
+    fn new(inner: Arc<dyn Dispatch>, resource: &str) -> Arc<Self> {
+        Arc::new(Held {
+            inner,
+            resource: obj(resource),
+            released: tokio::sync::watch::Sender::new(false),
+            arrived: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    fn arrived(&self) -> usize {
+        self.arrived.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn release(&self) {
+        self.released.send_replace(true);
+    }
+}
+
+#[async_trait::async_trait]
+impl Layer for Held {
+    fn inner(&self) -> &dyn Dispatch {
+        self.inner.as_ref()
+    }
+
+    async fn check_request(
+        &self,
+        ctx: &EvalContext,
+        request: &CheckRequest<'_>,
+        depth: u32,
+    ) -> Result<CheckResult, EvalError> {
+        if *request.resource == self.resource {
+            self.arrived
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut released = self.released.subscribe();
+            let _ = released.wait_for(|r| *r).await;
+        }
+        self.inner.check_request(ctx, request, depth).await
+    }
+}
+
+/// Long enough for any answer that does not wait on the held sub-problem.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn held_ctx(ds: &MemoryDatastore, head: Arc<dyn Dispatch>) -> EvalContext {
+    let snap = ds.snapshot(ds.head_revision().unwrap()).unwrap();
+    EvalContext::new(snap, head, EvalConfig::default(), Timestamp::now()).unwrap()
+}
+
+#[tokio::test]
+async fn operands_that_decide_the_answer_do_not_wait_for_an_operand_held_up() {
+    let ds = store(OPERANDS, OPERANDS_RELS);
+    let held = Held::new(dispatch_chain(), "team:slow");
+    let c = held_ctx(&ds, held.clone());
+    let within = |permission: &'static str, who: &'static str| {
+        let c = c.clone();
+        async move {
+            tokio::time::timeout(PATIENCE, outcome(&c, permission, who))
+                .await
+                .unwrap_or_else(|_| panic!("{permission}@{who} waited for the held operand"))
+                .unwrap()
+        }
+    };
+    // The first operand decides: the held one is never started.
+    assert_eq!(
+        within("direct_or_held", "user:x").await,
+        Permissionship::Has
+    );
+    assert_eq!(held.arrived(), 0);
+    // The held operand comes first; the next one decides meanwhile.
+    assert_eq!(
+        within("held_or_direct", "user:x").await,
+        Permissionship::Has
+    );
+    assert_eq!(
+        within("held_and_nope", "user:x").await,
+        Permissionship::HasNot
+    );
+    assert_eq!(
+        within("held_but_direct", "user:x").await,
+        Permissionship::HasNot
+    );
+    assert!(held.arrived() >= 1);
+    // A caveated operand or a no cannot decide a union: the answer waits for the held one.
+    let waiting = tokio::spawn({
+        let c = c.clone();
+        async move { outcome(&c, "held_or_cond", "user:y").await }
+    });
+    let also_waiting = tokio::spawn({
+        let c = c.clone();
+        async move { outcome(&c, "held_or_direct", "user:z").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished() && !also_waiting.is_finished());
+    held.release();
+    let got = waiting.await.unwrap().unwrap();
+    assert!(is_conditional(&got), "{got:?}");
+    assert_eq!(also_waiting.await.unwrap(), Ok(Permissionship::HasNot));
+}
+
+#[tokio::test]
+async fn a_union_answers_from_another_operand_while_one_waits_on_a_sub_problem_in_flight() {
+    let ds = store(OPERANDS, OPERANDS_RELS);
+    // single-flight → held → local: only a leader reaches the held layer.
+    let held = Held::new(Arc::new(LocalEvaluator::new()), "team:slow");
+    let head: Arc<dyn Dispatch> = Arc::new(SingleFlight::new(held.clone()));
+    let c = held_ctx(&ds, head);
+    // The leader: `doc:d#held@user:m`, held at `team:slow`.
+    let leader = tokio::spawn({
+        let c = c.clone();
+        async move { outcome(&c, "held_only", "user:m").await }
+    });
+    while held.arrived() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    // The same sub-problem (at the same depth) is an operand of this union: it waits for the
+    // leader, and the other operand answers.
+    let got = tokio::time::timeout(PATIENCE, outcome(&c, "held_or_direct", "user:m"))
+        .await
+        .expect("the union waited for the sub-problem in flight");
+    assert_eq!(got, Ok(Permissionship::Has));
+    assert_eq!(
+        held.arrived(),
+        1,
+        "the union's operand waited for the leader"
+    );
+    assert!(!leader.is_finished());
+    held.release();
+    assert_eq!(leader.await.unwrap(), Ok(Permissionship::Has));
+}

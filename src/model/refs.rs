@@ -31,6 +31,15 @@ impl ObjectRef {
         }
     }
 
+    /// Built from parts already validated and shared (a lookup's walk shares one type
+    /// string among every object it reaches).
+    pub(crate) fn from_shared(object_type: Arc<str>, object_id: Arc<str>) -> Self {
+        ObjectRef {
+            object_type,
+            object_id,
+        }
+    }
+
     /// The object type (definition name).
     pub fn object_type(&self) -> &str {
         &self.object_type

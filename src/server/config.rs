@@ -132,6 +132,8 @@ pub struct Config {
     pub audit_anchor_key_file: Option<PathBuf>,
     /// How long audit entries are kept; `None` keeps them for ever.
     pub audit_retention: Option<Duration>,
+    /// Threads of the async runtime that serves requests; 0: one per CPU core.
+    pub worker_threads: usize,
 }
 
 /// Values from flags and environment variables; `None` falls back to the file, then the default.
@@ -207,6 +209,8 @@ pub struct Overrides {
     pub audit_anchor_key_file: Option<PathBuf>,
     /// `--audit-retention`.
     pub audit_retention: Option<Duration>,
+    /// `--worker-threads`.
+    pub worker_threads: Option<usize>,
 }
 
 /// The TOML file: the same settings as the flags, named as the flags without `--`.
@@ -247,6 +251,7 @@ struct FileConfig {
     audit_anchor_file: Option<PathBuf>,
     audit_anchor_key_file: Option<PathBuf>,
     audit_retention: Option<String>,
+    worker_threads: Option<usize>,
 }
 
 /// Why the configuration cannot be used.
@@ -506,6 +511,7 @@ impl Config {
             audit_anchor_file,
             audit_anchor_key_file,
             audit_retention,
+            worker_threads: o.worker_threads.or(file.worker_threads).unwrap_or(0),
         })
     }
 
@@ -636,7 +642,7 @@ mod tests {
         let file = dir.join("arbor.toml");
         std::fs::write(
             &file,
-            "grpc-addr = \"127.0.0.1:6000\"\ndispatch-max-depth = 7\ngrpc-preshared-key = [\"k\"]\ndatastore-gc-window = \"1h\"\n",
+            "grpc-addr = \"127.0.0.1:6000\"\ndispatch-max-depth = 7\ngrpc-preshared-key = [\"k\"]\ndatastore-gc-window = \"1h\"\nworker-threads = 1\n",
         )
         .unwrap();
         let c = Config::resolve(Overrides {
@@ -650,6 +656,7 @@ mod tests {
         assert_eq!(c.gc_window, Duration::from_secs(3600));
         assert_eq!(c.preshared_keys, vec!["k".to_string()]);
         assert_eq!(c.engine, Engine::Rocksdb);
+        assert_eq!(c.worker_threads, 1);
         std::fs::write(&file, "no-such-setting = 1\n").unwrap();
         assert!(matches!(
             Config::resolve(Overrides {

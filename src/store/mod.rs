@@ -25,6 +25,18 @@ use crate::model::{
 };
 use crate::schema::Schema;
 
+/// One relationship found by a reverse read (`Snapshot::visit_by_subject`): its resource's id
+/// and what decides whether it holds, without the rest of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReverseHit<'a> {
+    /// The resource's id.
+    pub resource_id: &'a str,
+    /// Whether the relationship has a caveat.
+    pub caveated: bool,
+    /// When it expires, if it does.
+    pub expiration: Option<Timestamp>,
+}
+
 /// A stream of relationships read from a snapshot.
 pub type RelIter<'a> = Box<dyn Iterator<Item = Result<Relationship, StoreError>> + Send + 'a>;
 
@@ -125,6 +137,27 @@ pub trait Snapshot: Send + Sync {
         relation: &str,
         subject: &SubjectFilter,
     ) -> RelIter<'_>;
+
+    /// Reverse read of resource ids only: calls `visit` for each relationship of
+    /// `resource_type#relation` whose subject matches `subject`, in an order fixed by the
+    /// snapshot, without building relationships (lookups walk the graph with it).
+    fn visit_by_subject(
+        &self,
+        resource_type: &str,
+        relation: &str,
+        subject: &SubjectFilter,
+        visit: &mut dyn FnMut(ReverseHit<'_>),
+    ) -> Result<(), StoreError> {
+        for rel in self.read_by_subject(resource_type, relation, subject) {
+            let rel = rel?;
+            visit(ReverseHit {
+                resource_id: rel.resource().object_id(),
+                caveated: rel.caveat().is_some(),
+                expiration: rel.expiration(),
+            });
+        }
+        Ok(())
+    }
 
     /// Every relationship matching the filter, ordered by (resource, relation, subject),
     /// starting strictly after `after` (a cursor: the last relationship of the previous page).

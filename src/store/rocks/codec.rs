@@ -195,6 +195,25 @@ fn decode_alive(value: &[u8]) -> Result<Attributes, StoreError> {
     Ok((caveat, expiration))
 }
 
+/// Whether an alive version has a caveat, and its expiration (the caveat itself is not
+/// decoded).
+pub(super) fn alive_flags(value: &[u8]) -> Result<(bool, Option<Timestamp>), StoreError> {
+    let mut r = Reader::new(value);
+    if r.u8()? != ALIVE {
+        return Err(corrupt("expected an alive version"));
+    }
+    let flags = r.u8()?;
+    if flags & !(FLAG_CAVEAT | FLAG_EXPIRATION) != 0 {
+        return Err(corrupt("unknown version flags"));
+    }
+    let expiration = if flags & FLAG_EXPIRATION != 0 {
+        Some(Timestamp::from_micros(i64::from_be_bytes(r.array()?)))
+    } else {
+        None
+    };
+    Ok((flags & FLAG_CAVEAT != 0, expiration))
+}
+
 /// Whether an alive version expires at or before `now` (false for tombstones).
 pub(super) fn expired_at(value: &[u8], now: Timestamp) -> bool {
     let mut r = Reader::new(value);

@@ -11,7 +11,7 @@ use crate::model::{
 use crate::schema::Schema;
 
 use super::super::clock::SnapshotLease;
-use super::super::{RelIter, Snapshot, StoreError};
+use super::super::{RelIter, ReverseHit, Snapshot, StoreError};
 use super::{Shared, State, codec, keys, rocks_err};
 
 /// Fails unless `revision` is readable: not ahead of the head, not older than the GC window.
@@ -349,6 +349,83 @@ impl Snapshot for RocksSnapshot {
         }
         all.sort_by(|a, b| (a.resource(), a.subject()).cmp(&(b.resource(), b.subject())));
         Box::new(all.into_iter().map(Ok))
+    }
+
+    fn visit_by_subject(
+        &self,
+        resource_type: &str,
+        relation: &str,
+        subject: &SubjectFilter,
+        visit: &mut dyn FnMut(ReverseHit<'_>),
+    ) -> Result<(), StoreError> {
+        let Some(id) = &subject.subject_id else {
+            // Every subject of a type: no prefix of the index to narrow the scan to.
+            for rel in self.read_by_subject(resource_type, relation, subject) {
+                let rel = rel?;
+                visit(ReverseHit {
+                    resource_id: rel.resource().object_id(),
+                    caveated: rel.caveat().is_some(),
+                    expiration: rel.expiration(),
+                });
+            }
+            return Ok(());
+        };
+        let mut prefix = Vec::with_capacity(64);
+        keys::push_component(&mut prefix, &subject.subject_type)?;
+        keys::push_component(&mut prefix, id)?;
+        keys::push_component(&mut prefix, resource_type)?;
+        keys::push_component(&mut prefix, relation)?;
+        let exact = match &subject.relation {
+            Some(srel) => {
+                keys::push_component(&mut prefix, srel.as_deref().unwrap_or(""))?;
+                true
+            }
+            None => false,
+        };
+        let fixed = prefix.len();
+        let range = KeyRange::prefix(prefix, true);
+        let mut iter = raw_iter(&self.shared, keys::CF_SUBJECTS, &range)?;
+        // The tuple whose visible version was decided last: older versions are skipped.
+        let mut decided: Vec<u8> = Vec::with_capacity(fixed + 32);
+        loop {
+            let Some((key, value)) = iter.item() else {
+                return iter.status().map_err(rocks_err);
+            };
+            let (tuple, revision) = keys::split_version(key).ok_or_else(|| {
+                StoreError::Internal("corrupt stored data: version key too short".to_string())
+            })?;
+            if revision <= self.revision && tuple != decided.as_slice() {
+                decided.clear();
+                decided.extend_from_slice(tuple);
+                if !codec::is_tombstone(value) {
+                    // What follows the prefix: `[subject relation 00] resource id 00`.
+                    let rest = tuple.get(fixed..).unwrap_or_default();
+                    let rest = if exact {
+                        Some(rest)
+                    } else {
+                        rest.iter()
+                            .position(|b| *b == 0)
+                            .and_then(|end| rest.get(end + 1..))
+                    };
+                    let resource_id = rest
+                        .and_then(|r| r.strip_suffix(&[0]))
+                        .filter(|r| !r.contains(&0))
+                        .and_then(|r| std::str::from_utf8(r).ok())
+                        .ok_or_else(|| {
+                            StoreError::Internal(
+                                "corrupt stored data: malformed reverse key".into(),
+                            )
+                        })?;
+                    let (caveated, expiration) = codec::alive_flags(value)?;
+                    visit(ReverseHit {
+                        resource_id,
+                        caveated,
+                        expiration,
+                    });
+                }
+            }
+            iter.next();
+        }
     }
 
     fn read(&self, filter: &RelationshipFilter, after: Option<&Relationship>) -> RelIter<'_> {
