@@ -131,6 +131,10 @@ pub struct ServeArgs {
         help = default_help("Memory budget of the dispatch cache (bytes, or with KiB/MiB/GiB)", "256MiB"))]
     dispatch_cache_max_cost: Option<usize>,
 
+    #[arg(long, value_name = "SIZE", env = "ARBOR_DATASTORE_BLOCK_CACHE_SIZE", value_parser = parse_bytes,
+        help = default_help("RocksDB block cache (uncompressed blocks, indexes, filters; bytes, or with KiB/MiB/GiB). Checks that miss it read, verify and decompress a block: size it to the data that checks touch", "256MiB"))]
+    datastore_block_cache_size: Option<usize>,
+
     #[arg(long, value_name = "N", env = "ARBOR_WRITE_RELATIONSHIPS_MAX_UPDATES_PER_CALL",
         help = default_help("Most updates in one WriteRelationships", defaults::DEFAULT_MAX_UPDATES_PER_WRITE))]
     write_relationships_max_updates_per_call: Option<usize>,
@@ -246,6 +250,7 @@ impl ServeArgs {
             max_depth: self.dispatch_max_depth,
             dispatch_cache_enabled: self.dispatch_cache_enabled,
             dispatch_cache_max_cost_bytes: self.dispatch_cache_max_cost,
+            block_cache_bytes: self.datastore_block_cache_size,
             max_updates_per_write: self.write_relationships_max_updates_per_call,
             max_preconditions: self.update_relationships_max_preconditions_per_call,
             max_caveat_context_bytes: self.max_caveat_context_size,

@@ -112,6 +112,8 @@ pub struct Config {
     pub dispatch_cache_enabled: bool,
     /// Memory budget of the dispatch cache, in bytes.
     pub dispatch_cache_max_cost_bytes: usize,
+    /// Size of RocksDB's block cache (uncompressed blocks, indexes and filters), in bytes.
+    pub block_cache_bytes: usize,
     /// Largest request message, in bytes.
     pub max_message_bytes: usize,
     /// Requests served at once.
@@ -171,6 +173,8 @@ pub struct Overrides {
     pub dispatch_cache_enabled: Option<bool>,
     /// `--dispatch-cache-max-cost`.
     pub dispatch_cache_max_cost_bytes: Option<usize>,
+    /// `--datastore-block-cache-size`.
+    pub block_cache_bytes: Option<usize>,
     /// `--write-relationships-max-updates-per-call`.
     pub max_updates_per_write: Option<usize>,
     /// `--update-relationships-max-preconditions-per-call`.
@@ -232,6 +236,7 @@ struct FileConfig {
     dispatch_max_depth: Option<u32>,
     dispatch_cache_enabled: Option<bool>,
     dispatch_cache_max_cost: Option<String>,
+    datastore_block_cache_size: Option<String>,
     write_relationships_max_updates_per_call: Option<usize>,
     update_relationships_max_preconditions_per_call: Option<usize>,
     max_caveat_context_size: Option<usize>,
@@ -339,6 +344,11 @@ impl Config {
         let cache_cost = parsed(
             "dispatch-cache-max-cost",
             file.dispatch_cache_max_cost,
+            parse_bytes,
+        )?;
+        let block_cache = parsed(
+            "datastore-block-cache-size",
+            file.datastore_block_cache_size,
             parse_bytes,
         )?;
         let message_bytes = parsed(
@@ -490,6 +500,10 @@ impl Config {
                 .dispatch_cache_max_cost_bytes
                 .or(cache_cost)
                 .unwrap_or(DEFAULT_CACHE_MAX_COST_BYTES),
+            block_cache_bytes: o
+                .block_cache_bytes
+                .or(block_cache)
+                .unwrap_or(crate::store::rocks::DEFAULT_BLOCK_CACHE_BYTES),
             max_message_bytes: o
                 .max_message_bytes
                 .or(message_bytes)
@@ -642,7 +656,7 @@ mod tests {
         let file = dir.join("arbor.toml");
         std::fs::write(
             &file,
-            "grpc-addr = \"127.0.0.1:6000\"\ndispatch-max-depth = 7\ngrpc-preshared-key = [\"k\"]\ndatastore-gc-window = \"1h\"\nworker-threads = 1\n",
+            "grpc-addr = \"127.0.0.1:6000\"\ndispatch-max-depth = 7\ngrpc-preshared-key = [\"k\"]\ndatastore-gc-window = \"1h\"\nworker-threads = 1\ndatastore-block-cache-size = \"1GiB\"\n",
         )
         .unwrap();
         let c = Config::resolve(Overrides {
@@ -657,6 +671,7 @@ mod tests {
         assert_eq!(c.preshared_keys, vec!["k".to_string()]);
         assert_eq!(c.engine, Engine::Rocksdb);
         assert_eq!(c.worker_threads, 1);
+        assert_eq!(c.block_cache_bytes, 1 << 30);
         std::fs::write(&file, "no-such-setting = 1\n").unwrap();
         assert!(matches!(
             Config::resolve(Overrides {

@@ -113,6 +113,7 @@ impl Server {
                 let path = config.data_dir.clone();
                 let options = RocksOptions {
                     gc_window: config.gc_window,
+                    block_cache_bytes: config.block_cache_bytes,
                     ..RocksOptions::default()
                 };
                 let rocks =
