@@ -105,8 +105,8 @@ pub struct BenchArgs {
     /// A label for this run in the output (e.g. `arbor-warm`).
     #[arg(long, default_value = "")]
     pub label: String,
-    /// Threads of the load generator's async runtime (0: one per CPU core). On a machine it
-    /// shares with the server, one thread often drives the most.
+    /// Threads of the load generator's async runtime (0: one per CPU core). Set it lower to
+    /// leave cores to a server on the same machine.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
     /// Print one JSON line with the results after the table.

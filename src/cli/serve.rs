@@ -225,8 +225,7 @@ pub struct ServeArgs {
     audit_retention: Option<Duration>,
 
     /// Threads of the async runtime that serves requests and evaluates checks. Unset or 0: one
-    /// per CPU core. Fewer can serve more when a client shares the machine (a load generator
-    /// on loopback) or under a CPU limit.
+    /// per CPU core. Set it lower to leave cores to other processes, or to match a CPU limit.
     #[arg(long, value_name = "N", env = "ARBOR_WORKER_THREADS")]
     worker_threads: Option<usize>,
 }
