@@ -68,15 +68,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 token="bench-$RANDOM$RANDOM"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_port() {
-    for _ in $(seq 1 600); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2; return 1
-}
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
 start_arbor() { # name grpc_port metrics_port extra-flags...
     local name=$1 port=$2 mport=$3; shift 3

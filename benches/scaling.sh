@@ -52,14 +52,8 @@ trap cleanup EXIT
 token="bench-$RANDOM$RANDOM"
 results="$work/results.jsonl"
 touch "$results"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 3000); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2; return 1
-}
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 rss_mib() { awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
 port=$(free_port); mport=$(free_port)

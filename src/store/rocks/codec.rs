@@ -170,8 +170,8 @@ pub(super) fn is_tombstone(value: &[u8]) -> bool {
 /// The caveat and expiration of an alive version.
 type Attributes = (Option<CaveatRef>, Option<Timestamp>);
 
-fn decode_alive(value: &[u8]) -> Result<Attributes, StoreError> {
-    let mut r = Reader::new(value);
+/// Reads the head of an alive version: its flags and expiration; `r` is left at the caveat.
+fn alive_head(r: &mut Reader<'_>) -> Result<(u8, Option<Timestamp>), StoreError> {
     if r.u8()? != ALIVE {
         return Err(corrupt("expected an alive version"));
     }
@@ -184,6 +184,12 @@ fn decode_alive(value: &[u8]) -> Result<Attributes, StoreError> {
     } else {
         None
     };
+    Ok((flags, expiration))
+}
+
+fn decode_alive(value: &[u8]) -> Result<Attributes, StoreError> {
+    let mut r = Reader::new(value);
+    let (flags, expiration) = alive_head(&mut r)?;
     let caveat = if flags & FLAG_CAVEAT != 0 {
         let name = r.str()?;
         let context = read_context(&mut r, 0)?;
@@ -198,19 +204,7 @@ fn decode_alive(value: &[u8]) -> Result<Attributes, StoreError> {
 /// Whether an alive version has a caveat, and its expiration (the caveat itself is not
 /// decoded).
 pub(super) fn alive_flags(value: &[u8]) -> Result<(bool, Option<Timestamp>), StoreError> {
-    let mut r = Reader::new(value);
-    if r.u8()? != ALIVE {
-        return Err(corrupt("expected an alive version"));
-    }
-    let flags = r.u8()?;
-    if flags & !(FLAG_CAVEAT | FLAG_EXPIRATION) != 0 {
-        return Err(corrupt("unknown version flags"));
-    }
-    let expiration = if flags & FLAG_EXPIRATION != 0 {
-        Some(Timestamp::from_micros(i64::from_be_bytes(r.array()?)))
-    } else {
-        None
-    };
+    let (flags, expiration) = alive_head(&mut Reader::new(value))?;
     Ok((flags & FLAG_CAVEAT != 0, expiration))
 }
 
