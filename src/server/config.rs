@@ -40,8 +40,6 @@ pub const DEFAULT_MAX_LOOKUP_LIMIT: u32 = 1000;
 pub const DEFAULT_MAX_EXPORT_BATCH: u32 = 10_000;
 /// Most items per CheckBulkPermissions: SpiceDB's fixed maximum of 10 000.
 pub const DEFAULT_MAX_BULK_CHECKS: usize = 10_000;
-/// Items of one bulk check evaluated at once: SpiceDB's default of 50.
-pub const DEFAULT_BULK_CHECK_CONCURRENCY: usize = 50;
 /// Largest request message in bytes: gRPC's customary 4 MiB, which holds a full
 /// WriteRelationships of 1000 updates with room to spare.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -460,7 +458,6 @@ impl Config {
                 .max_bulk_checks
                 .or(file.max_bulk_check_items)
                 .unwrap_or(DEFAULT_MAX_BULK_CHECKS),
-            bulk_check_concurrency: DEFAULT_BULK_CHECK_CONCURRENCY,
             max_request_duration: o
                 .max_request_duration
                 .or(request_duration)

@@ -56,8 +56,6 @@ pub struct ApiConfig {
     pub max_export_batch: u32,
     /// Most items in one CheckBulkPermissions.
     pub max_bulk_checks: usize,
-    /// Checks of one CheckBulkPermissions evaluated at once.
-    pub bulk_check_concurrency: usize,
     /// Longest a request may evaluate, whatever deadline the client sets.
     pub max_request_duration: Duration,
     /// Change sets read per step of a Watch stream.
