@@ -171,53 +171,38 @@ impl Kept {
     }
 }
 
-/// Accumulates a union of results; `done()` once an unconditional yes is found.
+/// Accumulates a union (`UNION`) or an intersection of results; `done()` once an operand
+/// decides it: an unconditional yes for a union, a no for an intersection.
 #[derive(Default)]
-struct UnionAcc {
-    has: bool,
+struct Junction<const UNION: bool> {
+    decided: bool,
     kept: Kept,
 }
 
-impl Combine for UnionAcc {
+/// A union of results.
+type UnionAcc = Junction<true>;
+/// An intersection of results.
+type IntersectAcc = Junction<false>;
+
+impl<const UNION: bool> Combine for Junction<UNION> {
     fn add(&mut self, _: usize, r: Result<CheckResult, EvalError>) {
-        if self.kept.keep(r) == Some(true) {
-            self.has = true;
+        if self.kept.keep(r) == Some(UNION) {
+            self.decided = true;
         }
     }
 
     fn done(&self) -> bool {
-        self.has
+        self.decided
     }
 
     fn finish(self) -> Result<CheckResult, EvalError> {
-        let decided = self.has.then_some(Permissionship::Has);
+        let (decides, empty, join): (_, _, fn(CaveatExpr, CaveatExpr) -> CaveatExpr) = if UNION {
+            (Permissionship::Has, Permissionship::HasNot, CaveatExpr::or)
+        } else {
+            (Permissionship::HasNot, Permissionship::Has, CaveatExpr::and)
+        };
         self.kept
-            .answer(decided, Permissionship::HasNot, CaveatExpr::or)
-    }
-}
-
-/// Accumulates an intersection; `done()` once a no is found.
-#[derive(Default)]
-struct IntersectAcc {
-    has_not: bool,
-    kept: Kept,
-}
-
-impl Combine for IntersectAcc {
-    fn add(&mut self, _: usize, r: Result<CheckResult, EvalError>) {
-        if self.kept.keep(r) == Some(false) {
-            self.has_not = true;
-        }
-    }
-
-    fn done(&self) -> bool {
-        self.has_not
-    }
-
-    fn finish(self) -> Result<CheckResult, EvalError> {
-        let decided = self.has_not.then_some(Permissionship::HasNot);
-        self.kept
-            .answer(decided, Permissionship::Has, CaveatExpr::and)
+            .answer(self.decided.then_some(decides), empty, join)
     }
 }
 
