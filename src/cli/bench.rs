@@ -95,7 +95,7 @@ pub struct BenchArgs {
     /// With `--answers-out`: ask only the first N checks (0: all of them).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub answers_limit: usize,
-    /// Process id of a server on this machine whose resident memory (VmRSS) to report after
+    /// Process id of a server on this machine whose resident memory (RSS) to report after
     /// the run, for servers without Arbor's metrics endpoint (e.g. the SpiceDB peer).
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
@@ -442,12 +442,9 @@ async fn write_answers(
     Ok(())
 }
 
-/// Resident memory of a local process in MiB, from `/proc/PID/status`.
+/// Resident memory of a local process in MiB.
 fn rss_of_pid(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    arbor::server::metrics::resident_memory_bytes_of(&pid.to_string()).map(|b| b as f64 / 1048576.0)
 }
 
 /// What one client measured.

@@ -476,11 +476,17 @@ where
     }
 }
 
-/// Bytes of the process's resident set, from `/proc/self/statm` (Linux); `None` elsewhere.
+/// Bytes of this process's resident set (Linux); `None` elsewhere.
 fn resident_memory_bytes() -> Option<u64> {
+    resident_memory_bytes_of("self")
+}
+
+/// Bytes of the resident set of process `pid` (a number, or `self`), from `/proc/PID/statm`
+/// (Linux); `None` elsewhere or if there is no such process.
+pub fn resident_memory_bytes_of(pid: &str) -> Option<u64> {
     /// Page size assumed for `statm` (4 KiB on the platforms Arbor is built for).
     const PAGE_BYTES: u64 = 4096;
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * PAGE_BYTES)
 }
